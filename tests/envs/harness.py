@@ -1,0 +1,122 @@
+"""Lock-step equivalence of a JAX environment against its popgym (numpy) oracle.
+
+Each family's test supplies how to read popgym's internal state into the JAX state
+(`state_from_popgym`); the harness then drives both with the same random actions and
+compares observations, rewards, `terminated` and `truncated` at every step, for many
+episodes. Popgym resets first (its numpy RNG draws the deck/board/maze); the JAX env is
+put into exactly that state, so every subsequent step must agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _default_obs_to_array(obs: Any) -> Any:
+    if isinstance(obs, tuple):
+        return tuple(np.asarray(o) for o in obs)
+    return np.asarray(obs)
+
+
+def _assert_obs_close(pop_obs: Any, jax_obs: Any, atol: float, where: str) -> None:
+    pop_leaves = jax.tree.leaves(pop_obs)
+    jax_leaves = jax.tree.leaves(jax_obs)
+    assert len(pop_leaves) == len(jax_leaves), f"{where}: obs structure {pop_obs} vs {jax_obs}"
+    for p, j in zip(pop_leaves, jax_leaves, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(j, dtype=np.float64),
+            np.asarray(p, dtype=np.float64),
+            atol=atol,
+            err_msg=f"{where}: observation differs",
+        )
+
+
+@dataclass
+class Lockstep:
+    """What a family's equivalence test plugs into :func:`run_lockstep`.
+
+    Attributes:
+      jax_env: the rlmem gymnax environment (unwrapped).
+      params: its `EnvParams`.
+      pop_env: the popgym environment (unwrapped), e.g. `popgym.envs.RepeatFirstEasy()`.
+      state_from_popgym: `(pop_env, params) -> jax EnvState` after `pop_env.reset()`.
+      obs_to_array: converts a popgym observation into arrays comparable to the JAX one.
+      action_to_jax: converts a sampled popgym action into the JAX action.
+      before_pop_step: `(pop_env, key, jax_state, action) -> None`, called before both
+        step with the JAX step key; lets a stochastic family make popgym draw the same
+        random numbers as JAX (e.g. by patching `pop_env.np_random`).
+      compare_obs: set False for families whose observations are noisy by design (then
+        compare the underlying state in `after_step`).
+      after_step: `(pop_env, jax_state) -> None` extra per-step assertions.
+      atol: tolerance for observations and rewards.
+    """
+
+    jax_env: Any
+    params: Any
+    pop_env: Any
+    state_from_popgym: Callable[[Any, Any], Any]
+    obs_to_array: Callable[[Any], Any] = _default_obs_to_array
+    action_to_jax: Callable[[Any], Any] = lambda a: jnp.asarray(a)
+    before_pop_step: Callable[[Any, jax.Array, Any, Any], None] | None = None
+    compare_obs: bool = True
+    after_step: Callable[[Any, Any], None] | None = None
+    atol: float = 1e-5
+    _jit_cache: dict = field(default_factory=dict)
+
+
+def run_lockstep(case: Lockstep, *, num_episodes: int, seed: int, max_steps: int = 100_000) -> int:
+    """Drive popgym and the JAX env in lock-step; returns the number of steps compared.
+
+    Raises AssertionError at the first step where the two disagree.
+    """
+    env, params = case.jax_env, case.params
+    step_env = jax.jit(env.step_env)
+    is_truncated = jax.jit(env.is_truncated)
+    get_obs = jax.jit(lambda s, k: env.get_obs(s, params, k))
+    rng = np.random.default_rng(seed)
+    key = jax.random.PRNGKey(seed)
+    case.pop_env.action_space.seed(seed)
+    steps = 0
+    for episode in range(num_episodes):
+        pop_obs, _ = case.pop_env.reset(seed=int(rng.integers(2**31)))
+        state = case.state_from_popgym(case.pop_env, params)
+        key, obs_key = jax.random.split(key)
+        if case.compare_obs:
+            _assert_obs_close(
+                case.obs_to_array(pop_obs), get_obs(state, obs_key), case.atol,
+                f"episode {episode} reset",
+            )
+        for t in range(max_steps):
+            action = case.pop_env.action_space.sample()
+            key, step_key = jax.random.split(key)
+            if case.before_pop_step is not None:
+                case.before_pop_step(case.pop_env, step_key, state, action)
+            pop_obs, pop_r, pop_term, pop_trunc, _ = case.pop_env.step(action)
+            jax_obs, state, jax_r, jax_term, _ = step_env(
+                step_key, state, case.action_to_jax(action), params
+            )
+            jax_trunc = is_truncated(state, params)
+            where = f"episode {episode} step {t} action {action}"
+            if case.compare_obs:
+                _assert_obs_close(case.obs_to_array(pop_obs), jax_obs, case.atol, where)
+            np.testing.assert_allclose(float(jax_r), float(pop_r), atol=case.atol,
+                                       err_msg=f"{where}: reward differs")
+            assert bool(jax_term) == bool(pop_term), f"{where}: terminated {jax_term} vs {pop_term}"
+            # A terminal step is never also a truncation in rlmem (types.py convention).
+            pop_trunc_only = bool(pop_trunc) and not bool(pop_term)
+            jax_trunc_only = bool(jax_trunc) and not bool(jax_term)
+            assert jax_trunc_only == pop_trunc_only, f"{where}: truncated {jax_trunc} vs {pop_trunc}"
+            if case.after_step is not None:
+                case.after_step(case.pop_env, state)
+            steps += 1
+            if pop_term or pop_trunc:
+                break
+        else:
+            raise AssertionError(f"episode {episode} did not end within {max_steps} steps")
+    return steps
