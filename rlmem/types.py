@@ -10,9 +10,10 @@ Time index `t` counts the observations of one env stream in order. For every `t`
                     the first observation of the next one, which is ``obs[t+1]``).
 * ``terminated[t]`` True when the transition ``t -> t+1`` ended the episode in a terminal
                     state: no bootstrapping from ``next_obs[t]``.
-* ``truncated[t]``  True when the transition ``t -> t+1`` ended the episode by a time limit
-                    (or any cut that is not a terminal state): bootstrap from
-                    ``next_obs[t]``. Never True together with ``terminated[t]``.
+* ``truncated[t]``  True when the episode was cut after ``t`` without reaching a terminal
+                    state: by the env's time limit, or (in sampled batches) where the
+                    batch or segment cuts an episode that goes on in the store. Bootstrap
+                    from ``next_obs[t]``. Never True together with ``terminated[t]``.
 * ``start[t]``      True when ``obs[t]`` is the first observation of an episode. On a
                     stream, ``start[t+1] == terminated[t] | truncated[t]``.
 * ``mask[t]``       True when the entry holds real data (False for padding).
@@ -45,7 +46,7 @@ class Transition:
       reward: `[...]` float32 reward for `t -> t+1`.
       next_obs: `[..., F]` float32 observation after the action (final obs at episode end).
       terminated: `[...]` bool, terminal transition.
-      truncated: `[...]` bool, episode cut by a time limit: bootstrap from `next_obs`.
+      truncated: `[...]` bool, episode cut (time limit or batch edge): bootstrap from `next_obs`.
       start: `[...]` bool, `obs` is the first observation of its episode.
       mask: `[...]` bool, real data (not padding).
     """
