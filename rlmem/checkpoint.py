@@ -1,0 +1,427 @@
+"""Save and restore the whole training state with Orbax, refusing anything that does not fit.
+
+    ckpt = Checkpointer(run_dir / "checkpoints", interval=50_000, keep=3, fingerprint=fp)
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(like=state)
+    ...
+    if ckpt.should_save(env_steps):
+        ckpt.save(env_steps, state, meta={"env_steps": env_steps})
+    ckpt.close()
+
+One checkpoint is one Orbax step directory holding three items:
+
+* ``state``: the pytree's leaves as a flat dict ``{"leaf_00000": array, ...}`` (numbering in
+  `jax.tree_util` flattening order; custom pytree nodes such as flax dataclasses never
+  reach Orbax, so any pytree the caller can flatten is saved bit for bit);
+* ``manifest`` (JSON): per leaf its path, shape, dtype, CRC32 and PRNG-key implementation,
+  plus the leaves left out (`exclude_replay`) and the `fingerprint`;
+* ``meta`` (JSON): whatever small dict the caller passes (W&B run ids, env steps).
+
+Why it is safe:
+
+* **Atomic saves.** Orbax writes into a temporary directory and renames it when complete;
+  a step directory is only listed once renamed, so a kill during a save leaves the previous
+  checkpoints untouched and the half-written one invisible (stale temporaries are removed
+  when the next `Checkpointer` opens the directory).
+* **Corruption is detected.** Every leaf's CRC32 is checked on restore. When the *latest*
+  checkpoint is unreadable or fails its checksums and no step was asked for, it is moved
+  aside to ``corrupt-<step>`` (never deleted) with a warning, and the next older one is
+  restored; if none is valid, `CheckpointCorruptError` is raised. An explicit `step` that
+  is corrupt raises.
+* **Mismatches are refused.** A checkpoint whose `fingerprint` (the config minus run-only
+  keys) or leaf structure/shapes/dtypes differ from the run's raises
+  `CheckpointMismatchError` listing what differs; it never falls back to an older one.
+* **Nothing is overwritten** by accident: `prepare_run_dir` refuses to start fresh in a
+  directory that holds a run unless told to overwrite, and then moves the old files aside.
+
+`exclude_replay=True` leaves every `rlmem.data.tape.TapeStore` out of the checkpoint: the
+restored state keeps the `like` tree's (fresh, empty) store, so a resumed run refills its
+replay from scratch and is no longer bit-identical to an uninterrupted one. A checkpoint
+that holds the store can be restored with `exclude_replay=True` (the store is ignored); one
+without it is refused by a run that wants the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import shutil
+import time
+import warnings
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rlmem.data.tape import TapeStore
+
+PyTree = Any
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class _QuietOrbax(logging.Filter):
+    """Drop Orbax's INFO chatter (dozens of lines per save) from the `absl` logger, which
+    Hydra's logging config would otherwise print and write to the run's log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_QuietOrbax())
+_FORMAT_VERSION = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint was written by a different config or for differently shaped state."""
+
+
+class CheckpointCorruptError(RuntimeError):
+    """No valid checkpoint could be read (truncated files, bad checksums, missing items)."""
+
+
+# What makes a run directory "used": a fresh run must not mix with these.
+RUN_STATE_FILES = (CHECKPOINT_SUBDIR, "metrics.jsonl", "wandb_runs.json")
+
+
+def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool = False) -> None:
+    """Check that a run may start in `directory`; call it before building the Checkpointer.
+
+    A directory is "used" when it holds checkpoints, ``metrics.jsonl`` or
+    ``wandb_runs.json`` (Hydra's ``.hydra/`` and log file do not count).
+
+    Args:
+      directory: the run directory.
+      resume: `checkpoint.resume`; True continues whatever is there: always fine.
+      overwrite: `checkpoint.overwrite`; with `resume=False`, start fresh in a used
+        directory. The old files are renamed to ``<name>.old-<unix time>`` (never deleted),
+        so the new run neither mixes checkpoint steps nor skips metric steps nor reuses W&B
+        runs of the old one.
+
+    Raises:
+      FileExistsError: `resume=False`, `overwrite=False` and the directory is used.
+    """
+    directory = Path(directory)
+    used = [directory / name for name in RUN_STATE_FILES if (directory / name).exists()]
+    used = [p for p in used if not p.is_dir() or any(p.iterdir())]
+    if resume or not used:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{directory} already holds a run ({', '.join(p.name for p in used)}) but "
+            "checkpoint.resume=false; resume it (checkpoint.resume=true), pick a new "
+            "hydra.run.dir, or set checkpoint.overwrite=true to move the old files aside")
+    stamp = int(time.time())
+    for path in used:
+        path.rename(path.with_name(f"{path.name}.old-{stamp}"))
+
+
+def _jsonable(tree: Any) -> Any:
+    """Plain-JSON form (tuples -> lists, numpy scalars -> Python) so saved == compared."""
+    return json.loads(json.dumps(tree, default=lambda o: np.asarray(o).tolist()))
+
+
+def _diff(saved: Any, now: Any, path: str = "") -> list[str]:
+    """Human-readable differences between two JSON-like trees, one line per leaf."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in now:
+                out.append(f"{sub}: in the checkpoint ({saved[key]!r}), not in this run")
+            elif key not in saved:
+                out.append(f"{sub}: in this run ({now[key]!r}), not in the checkpoint")
+            else:
+                out.extend(_diff(saved[key], now[key], sub))
+        return out
+    return [] if saved == now else [f"{path or '<root>'}: checkpoint {saved!r}, this run {now!r}"]
+
+
+def _is_store(x: Any) -> bool:
+    return isinstance(x, TapeStore)
+
+
+def _leaves(tree: PyTree, exclude_replay: bool) -> tuple[list[tuple[str, Any]], list[str]]:
+    """`(path, leaf)` of what is saved, and the paths of excluded leaves, in flatten order."""
+    kept, excluded = [], []
+    for path, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_store)[0]:
+        name = jax.tree_util.keystr(path)
+        if _is_store(x):
+            sub = jax.tree_util.tree_flatten_with_path(x)[0]
+            if exclude_replay:
+                excluded.extend(name + jax.tree_util.keystr(p) for p, _ in sub)
+            else:
+                kept.extend((name + jax.tree_util.keystr(p), leaf) for p, leaf in sub)
+        else:
+            kept.append((name, x))
+    return kept, excluded
+
+
+def _to_host(x: Any) -> tuple[np.ndarray, str | None]:
+    """A numpy copy of a leaf; typed PRNG keys become their raw data plus the impl name."""
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(x)), str(jax.random.key_impl(x))
+    return np.asarray(x), None
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _crc(x: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1).data)
+
+
+def _describe(x: Any) -> dict[str, Any]:
+    """Shape, dtype and key impl of a leaf as saved, without copying it to the host."""
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = jax.eval_shape(jax.random.key_data, x)
+        return {"shape": list(data.shape), "dtype": str(np.dtype(data.dtype)),
+                "key_impl": str(jax.random.key_impl(x))}
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        x = np.asarray(x)  # Python scalars: as `save` would store them
+    return {"shape": list(x.shape), "dtype": str(np.dtype(x.dtype)), "key_impl": None}
+
+
+class Checkpointer:
+    """Orbax `CheckpointManager` for one run's whole training state (see module docstring).
+
+    Args:
+      directory: where step directories go (usually ``<run_dir>/checkpoints``).
+      interval: save every `interval` steps (`should_save`); the caller saves at the end
+        with `force=True`.
+      keep: how many of the newest checkpoints to keep (>= 1).
+      fingerprint: JSON-able description of what the state means (config minus run-only
+        keys, shapes); saved, and compared on restore.
+      exclude_replay: leave `TapeStore` subtrees out (smaller; resumed runs refill them).
+      async_save: write in a background thread (the caller must not mutate the saved
+        arrays until the next `save`/`close`; pass host copies).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        interval: int,
+        keep: int = 3,
+        fingerprint: Mapping[str, Any] | None = None,
+        exclude_replay: bool = False,
+        async_save: bool = True,
+    ):
+        self.interval = _positive_int("checkpoint interval", interval)
+        self.keep = _positive_int("checkpoint keep", keep)
+        self.directory = Path(directory).absolute()
+        self.fingerprint = _jsonable(dict(fingerprint or {}))
+        self.exclude_replay = bool(exclude_replay)
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
+            create=True,
+            cleanup_tmp_directories=True,  # a save killed half-way leaves a tmp dir: drop it
+            enable_async_checkpointing=async_save,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "manifest", "meta")
+        )
+
+    # ---------------------------------------------------------------- queries
+    def all_steps(self) -> list[int]:
+        """Steps of the complete checkpoints on disk, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None when there is none."""
+        return self._manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        """True when `step` crosses a multiple of `interval` since the last saved step."""
+        latest = self.latest_step()
+        return step // self.interval > (latest or 0) // self.interval
+
+    # ---------------------------------------------------------------- save
+    def save(
+        self,
+        step: int,
+        state: PyTree,
+        meta: Mapping[str, Any] | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Save `state` (any pytree of arrays) at `step` unless `should_save` says no.
+
+        Args:
+          step: the step (e.g. env steps); must be larger than every saved step.
+          state: the pytree; leaves are copied to host numpy arrays before returning.
+          meta: a small JSON-able dict stored beside it (returned by `restore`).
+          force: save even when `should_save(step)` is False (the final checkpoint).
+
+        Returns:
+          Whether a checkpoint was written (asynchronously unless `async_save=False`).
+        """
+        if not force and not self.should_save(step):
+            return False
+        latest = self.latest_step()
+        if latest is not None and step <= latest:
+            raise ValueError(
+                f"checkpoint step must grow: got step={step}, latest saved is {latest} "
+                f"in {self.directory}"
+            )
+        kept, excluded = _leaves(state, self.exclude_replay)
+        # `__step__` keeps the item non-empty (all-zero-size states) and is checked on restore.
+        arrays, leaves = {"__step__": np.asarray(step, np.int64)}, []
+        for i, (path, x) in enumerate(kept):
+            arr, impl = _to_host(x)
+            # An independent copy: the async writer may still read it after we return.
+            arr = np.array(arr, copy=True)
+            if arr.size:  # Orbax refuses zero-size arrays; the manifest's shape rebuilds them
+                arrays[f"leaf_{i:05d}"] = arr
+            leaves.append({"path": path, "shape": list(arr.shape), "dtype": str(arr.dtype),
+                           "key_impl": impl, "crc32": _crc(arr)})
+        manifest = {"version": _FORMAT_VERSION, "step": int(step), "leaves": leaves,
+                    "excluded": excluded, "fingerprint": self.fingerprint}
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(arrays),
+                manifest=ocp.args.JsonSave(manifest),
+                meta=ocp.args.JsonSave(_jsonable(dict(meta or {}))),
+            ),
+            force=True,
+        )
+        return True
+
+    # ---------------------------------------------------------------- restore
+    def restore(self, like: PyTree, step: int | None = None) -> tuple[PyTree, dict]:
+        """Restore the checkpoint at `step` (default: the newest valid one) into `like`'s shape.
+
+        Args:
+          like: a pytree with the same structure, shapes and dtypes as the saved state (e.g.
+            a freshly initialised state); excluded leaves (replay) keep `like`'s values.
+          step: a specific step; None = the latest, falling back to older ones if corrupt.
+
+        Returns:
+          `(state, meta)`: the restored pytree (numpy leaves; typed PRNG keys re-wrapped)
+          and the `meta` dict saved with it.
+
+        Raises:
+          FileNotFoundError: no checkpoint (or not the requested step) in the directory.
+          CheckpointMismatchError: the fingerprint or the leaves differ from this run's.
+          CheckpointCorruptError: the checkpoint(s) cannot be read or fail their checksums.
+        """
+        self._manager.wait_until_finished()
+        steps = self.all_steps()
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"no checkpoint at step={step} in {self.directory}; have {steps}")
+            return self._restore_step(like, step)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        errors = []
+        for s in reversed(steps):
+            try:
+                return self._restore_step(like, s)
+            except CheckpointCorruptError as err:
+                errors.append(str(err))
+                aside = self.directory / f"corrupt-{s}"
+                warnings.warn(f"{err}; moving it to {aside} and trying an older checkpoint",
+                              stacklevel=2)
+                self._manager.wait_until_finished()
+                shutil.move(str(self.directory / str(s)), str(aside))
+                self._manager.reload()
+        raise CheckpointCorruptError(
+            f"no valid checkpoint in {self.directory}:\n  " + "\n  ".join(errors))
+
+    def _restore_step(self, like: PyTree, step: int) -> tuple[PyTree, dict]:
+        where = f"checkpoint step {step} in {self.directory}"
+        try:
+            got = self._manager.restore(step, args=ocp.args.Composite(
+                manifest=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+            manifest, meta = got["manifest"], got["meta"]
+            saved_leaves = manifest["leaves"]
+        except Exception as err:  # noqa: BLE001 - any read failure means corrupt
+            raise CheckpointCorruptError(f"{where} is unreadable ({err!r})") from err
+
+        diffs = _diff(manifest.get("fingerprint"), self.fingerprint, "fingerprint")
+        kept, excluded = _leaves(like, self.exclude_replay)
+        if manifest.get("excluded") and not excluded:
+            diffs.append(f"the checkpoint excludes the replay store "
+                         f"({len(manifest['excluded'])} leaves) but exclude_replay=False now")
+        # A checkpoint that holds the store restores into an exclude_replay run: the store is
+        # ignored (the run keeps `like`'s), everything else is restored.
+        skip = set(excluded)
+        used = [leaf for leaf in saved_leaves if leaf["path"] not in skip]
+        now = [{"path": p, **_describe(x)} for p, x in kept]
+        saved_by_path = {leaf["path"]: leaf for leaf in used}
+        now_by_path = {leaf["path"]: leaf for leaf in now}
+        for path in sorted(set(saved_by_path) | set(now_by_path)):
+            if path not in now_by_path:
+                diffs.append(f"state{path}: in the checkpoint, not in this run's state")
+            elif path not in saved_by_path:
+                diffs.append(f"state{path}: in this run's state, not in the checkpoint")
+            else:
+                a, b = saved_by_path[path], now_by_path[path]
+                for field in ("shape", "dtype", "key_impl"):
+                    if a[field] != b[field]:
+                        diffs.append(f"state{path}: {field} {a[field]} in the checkpoint, "
+                                     f"{b[field]} in this run")
+        if not diffs and [leaf["path"] for leaf in used] != [p for p, _ in kept]:
+            diffs.append("state: the same leaves in a different order (a different pytree)")
+        if diffs:
+            shown = diffs[:20] + ([f"... and {len(diffs) - 20} more"] if len(diffs) > 20 else [])
+            raise CheckpointMismatchError(
+                f"{where} does not match this run:\n  " + "\n  ".join(shown))
+
+        target = {f"leaf_{i:05d}": np.zeros(leaf["shape"], leaf["dtype"])
+                  for i, leaf in enumerate(saved_leaves) if np.prod(leaf["shape"]) > 0}
+        target["__step__"] = np.asarray(0, np.int64)
+        try:
+            arrays = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target)))["state"]
+        except Exception as err:  # noqa: BLE001 - truncated/missing files
+            raise CheckpointCorruptError(f"{where} is unreadable ({err!r})") from err
+        if int(arrays["__step__"]) != step:
+            raise CheckpointCorruptError(f"{where} holds step {int(arrays['__step__'])}")
+        values = []
+        for i, leaf in enumerate(saved_leaves):
+            if leaf["path"] in skip:
+                continue
+            name = f"leaf_{i:05d}"
+            arr = np.asarray(arrays[name]) if name in target else np.zeros(
+                leaf["shape"], leaf["dtype"])
+            if list(arr.shape) != leaf["shape"] or _crc(arr) != leaf["crc32"]:
+                raise CheckpointCorruptError(f"{where} fails its checksum at state{leaf['path']}")
+            if leaf["key_impl"] is not None:
+                arr = jax.random.wrap_key_data(arr, impl=leaf["key_impl"])
+            values.append(arr)
+        return self._rebuild(like, values), meta
+
+    def _rebuild(self, like: PyTree, values: list[Any]) -> PyTree:
+        """`like` with its saved leaves replaced by `values` (flatten order)."""
+        it = iter(values)
+
+        def fill(x: Any) -> Any:
+            if _is_store(x):
+                if self.exclude_replay:
+                    return x
+                return jax.tree.map(lambda _: next(it), x)
+            return next(it)
+
+        out = jax.tree.map(fill, like, is_leaf=_is_store)
+        assert next(it, None) is None, "internal: leaf count changed between check and fill"
+        return out
+
+    # ---------------------------------------------------------------- lifetime
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release Orbax's resources."""
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,312 @@
+"""Checkpoints: bit-exact round trips, refusals, corruption fallback, kills during a save."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlmem.checkpoint import (
+    CheckpointCorruptError,
+    Checkpointer,
+    CheckpointMismatchError,
+    prepare_run_dir,
+)
+from rlmem.data.tape import TapeStore, init_store
+from rlmem.types import Transition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@struct.dataclass
+class Agent:
+    params: dict
+    store: TapeStore
+    key: jax.Array
+
+
+def _transition() -> Transition:
+    return Transition(
+        obs=jnp.zeros(3), action=jnp.int32(0), reward=jnp.float32(0), next_obs=jnp.zeros(3),
+        terminated=jnp.bool_(False), truncated=jnp.bool_(False), start=jnp.bool_(False),
+        mask=jnp.bool_(False))
+
+
+def make_state(step: int, big: int = 200_000) -> dict:
+    """A loop-like state whose every leaf depends on `step` (so steps are distinguishable)."""
+    rng = np.random.default_rng(step)
+    store = init_store(16, 2, _transition())
+    store = store.replace(ep_id=jnp.asarray(rng.integers(0, 9, store.ep_id.shape), jnp.int32),
+                          steps=jnp.int32(step))
+    return {
+        "agent": Agent(
+            params={"w": rng.standard_normal((4, 5)).astype(np.float32),
+                    "b": rng.standard_normal(5).astype(np.float64)},
+            store=store,
+            key=jax.random.key(step),  # typed key
+        ),
+        "raw_key": np.asarray(jax.random.PRNGKey(step)),  # uint32 [2] legacy key
+        "done": rng.integers(0, 2, 7).astype(bool),
+        "counter": np.int64(step),
+        "big": rng.standard_normal(big).astype(np.float32),
+    }
+
+
+def assert_tree_equal(a, b) -> None:
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb, strict=True):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            assert jax.random.key_impl(x) == jax.random.key_impl(y)
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+def test_round_trip_bit_exact(tmp_path):
+    ckpt = Checkpointer(tmp_path, interval=10, keep=2, fingerprint={"memory": {"name": "ffm"}})
+    for step in (10, 20, 30):
+        assert ckpt.save(step, make_state(step, big=1_000_000), meta={"ids": {"0": "abc"}})
+    ckpt.wait()
+    assert ckpt.all_steps() == [20, 30]  # keep=2
+    restored, meta = ckpt.restore(make_state(0, big=1_000_000))
+    assert meta == {"ids": {"0": "abc"}}
+    assert_tree_equal(restored, make_state(30, big=1_000_000))
+    older, _ = ckpt.restore(make_state(0, big=1_000_000), step=20)
+    assert_tree_equal(older, make_state(20, big=1_000_000))
+    ckpt.close()
+    # A new Checkpointer (a resumed process) sees the same steps.
+    again = Checkpointer(tmp_path, interval=10, keep=2, fingerprint={"memory": {"name": "ffm"}})
+    assert again.latest_step() == 30
+    again.close()
+
+
+@settings(max_examples=8)
+@given(
+    shape=st.lists(st.integers(0, 4), max_size=3),
+    dtype=st.sampled_from(["float32", "float64", "int8", "int32", "uint32", "bool", "float16"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_round_trip_any_leaf(tmp_path_factory, shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    leaf = (rng.standard_normal(shape) * 100).astype(dtype)
+    ckpt = Checkpointer(tmp_path_factory.mktemp("any"), interval=1, async_save=False)
+    tree = {"x": leaf, "nested": [leaf[..., None]]}
+    ckpt.save(1, tree)
+    restored, _ = ckpt.restore(jax.tree.map(np.zeros_like, tree))
+    assert_tree_equal(restored, tree)
+    ckpt.close()
+
+
+def test_should_save_and_growing_steps(tmp_path):
+    ckpt = Checkpointer(tmp_path, interval=100, async_save=False)
+    assert ckpt.should_save(100) and not ckpt.should_save(99)
+    state = {"x": np.ones(2)}
+    assert not ckpt.save(50, state)
+    assert ckpt.save(50, state, force=True)  # e.g. the final checkpoint
+    assert not ckpt.should_save(99) and ckpt.should_save(120)
+    with pytest.raises(ValueError, match="step must grow"):
+        ckpt.save(50, state, force=True)
+    ckpt.close()
+    with pytest.raises(ValueError, match="interval"):
+        Checkpointer(tmp_path, interval=0)
+    with pytest.raises(ValueError, match="keep"):
+        Checkpointer(tmp_path, interval=1, keep=0)
+
+
+def test_refuses_other_config_and_shapes(tmp_path):
+    ckpt = Checkpointer(tmp_path, interval=1, fingerprint={"memory": {"name": "ffm"}, "x": 1},
+                        async_save=False)
+    ckpt.save(1, make_state(1))
+    ckpt.close()
+
+    other = Checkpointer(tmp_path, interval=1, fingerprint={"memory": {"name": "lru"}, "x": 1})
+    with pytest.raises(CheckpointMismatchError, match=r"memory\.name: checkpoint 'ffm', this"):
+        other.restore(make_state(0))
+    other.close()
+
+    same = Checkpointer(tmp_path, interval=1, fingerprint={"memory": {"name": "ffm"}, "x": 1})
+    bigger = make_state(0)
+    bigger["agent"] = bigger["agent"].replace(params={**bigger["agent"].params,
+                                                      "w": np.zeros((4, 6), np.float32)})
+    with pytest.raises(CheckpointMismatchError, match=r"\['w'\]: shape \[4, 5\] in the checkp"):
+        same.restore(bigger)
+    retyped = make_state(0)
+    retyped["counter"] = np.int32(0)
+    with pytest.raises(CheckpointMismatchError, match="dtype int64 in the checkpoint, int32"):
+        same.restore(retyped)
+    extra = {**make_state(0), "new": np.zeros(1)}
+    with pytest.raises(CheckpointMismatchError, match=r"\['new'\]: in this run's state, not in"):
+        same.restore(extra)
+    assert same.all_steps() == [1]  # refusing never moves or deletes the checkpoint
+    same.close()
+
+
+def _state_files(step_dir: Path) -> list[Path]:
+    return sorted((p for p in (step_dir / "state").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_latest_falls_back(tmp_path, damage):
+    ckpt = Checkpointer(tmp_path, interval=1, keep=3, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, make_state(step))
+    biggest = _state_files(tmp_path / "2")[-1]
+    data = biggest.read_bytes()
+    if damage == "truncate":
+        biggest.write_bytes(data[: len(data) // 2])
+    else:  # flip bytes in the middle of the largest data file
+        mid = len(data) // 2
+        biggest.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64])
+                            + data[mid + 64:])
+    with pytest.raises(CheckpointCorruptError, match="step 2"):
+        ckpt.restore(make_state(0), step=2)  # an explicit step never falls back
+    with pytest.warns(UserWarning, match="corrupt-2"):
+        restored, _ = ckpt.restore(make_state(0))
+    assert_tree_equal(restored, make_state(1))
+    assert (tmp_path / "corrupt-2").is_dir()  # moved aside, not deleted
+    assert ckpt.latest_step() == 1
+    ckpt.save(2, make_state(2))  # the run can go on and save that step again
+    restored, _ = ckpt.restore(make_state(0))
+    assert_tree_equal(restored, make_state(2))
+    ckpt.close()
+
+
+def test_all_corrupt_raises(tmp_path):
+    ckpt = Checkpointer(tmp_path, interval=1, async_save=False)
+    ckpt.save(1, make_state(1))
+    shutil.rmtree(tmp_path / "1" / "manifest")
+    with pytest.raises(CheckpointCorruptError, match="no valid checkpoint"), \
+            pytest.warns(UserWarning):
+        ckpt.restore(make_state(0))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ckpt.restore(make_state(0))
+    ckpt.close()
+
+
+def test_exclude_replay(tmp_path):
+    ckpt = Checkpointer(tmp_path, interval=1, exclude_replay=True, async_save=False)
+    ckpt.save(1, make_state(1))
+    fresh = make_state(0)
+    restored, _ = ckpt.restore(fresh)
+    assert_tree_equal(restored["agent"].store, fresh["agent"].store)  # the like tree's store
+    restored["agent"] = restored["agent"].replace(store=make_state(1)["agent"].store)
+    assert_tree_equal(restored, make_state(1))  # everything else restored
+    small = sum(f.stat().st_size for f in (tmp_path / "1").rglob("*") if f.is_file())
+    ckpt.close()
+    # A checkpoint without the store cannot silently restore into a run that wants it.
+    full = Checkpointer(tmp_path, interval=1)
+    with pytest.raises(CheckpointMismatchError, match="excludes the replay store"):
+        full.restore(make_state(0))
+    full.close()
+    assert small > 0
+
+
+def test_exclude_replay_restores_a_full_checkpoint(tmp_path):
+    """Switching exclude_replay on for a resumed run: the saved store is ignored."""
+    full = Checkpointer(tmp_path, interval=1, async_save=False)
+    full.save(1, make_state(1))
+    full.close()
+    lean = Checkpointer(tmp_path, interval=1, exclude_replay=True)
+    fresh = make_state(0)
+    restored, _ = lean.restore(fresh)
+    lean.close()
+    assert_tree_equal(restored["agent"].store, fresh["agent"].store)
+    assert_tree_equal(restored["big"], make_state(1)["big"])
+
+
+def test_prepare_run_dir(tmp_path):
+    (tmp_path / ".hydra").mkdir()  # Hydra writes this before the job: not a "used" dir
+    (tmp_path / "checkpoints").mkdir()  # an empty checkpoint dir does not count either
+    prepare_run_dir(tmp_path, resume=False, overwrite=False)
+    ckpt = Checkpointer(tmp_path / "checkpoints", interval=1, async_save=False)
+    ckpt.save(1, {"x": np.ones(1)})
+    ckpt.close()
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "seed": 0}\n')
+    prepare_run_dir(tmp_path, resume=True, overwrite=False)  # resume: fine
+    with pytest.raises(FileExistsError, match=r"checkpoints, metrics.jsonl\) but checkpoint"):
+        prepare_run_dir(tmp_path, resume=False, overwrite=False)
+    assert (tmp_path / "checkpoints" / "1").is_dir()  # refusing touches nothing
+    prepare_run_dir(tmp_path, resume=False, overwrite=True)
+    names = sorted(p.name.split(".old-")[0] for p in tmp_path.iterdir() if ".old-" in p.name)
+    assert names == ["checkpoints", "metrics.jsonl"]
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
+    prepare_run_dir(tmp_path, resume=False, overwrite=False)  # now unused again
+
+
+# A child process saving ever-newer states as fast as it can (asynchronously, keep=2).
+_SAVER = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.test_checkpoint import make_state
+from rlmem.checkpoint import Checkpointer
+ckpt = Checkpointer(sys.argv[1], interval=1, keep=2)
+step = 0 if ckpt.latest_step() is None else ckpt.latest_step()
+while True:
+    step += 1
+    ckpt.save(step, make_state(step, big=2_000_000))
+    print(step, flush=True)
+"""
+
+
+def _kill_during_saves(directory: Path, delay: float) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SAVER.format(root=str(ROOT)), str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    try:
+        # Step 2 printed means step 1 is committed (Orbax finishes one async save before
+        # starting the next); then kill at an arbitrary moment of the save loop.
+        for line in proc.stdout:
+            if int(line) >= 2:
+                break
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+
+
+def _check_latest_valid(directory: Path) -> int:
+    ckpt = Checkpointer(directory, interval=1, keep=2)
+    step = ckpt.latest_step()
+    assert step is not None
+    restored, _ = ckpt.restore(make_state(0, big=2_000_000))
+    assert_tree_equal(restored, make_state(step, big=2_000_000))
+    ckpt.close()
+    leftovers = [p.name for p in directory.iterdir() if "tmp" in p.name]
+    assert leftovers == []  # half-written saves were cleaned up on open
+    return step
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.37])
+def test_kill_during_save_leaves_valid_checkpoint(tmp_path, delay):
+    _kill_during_saves(tmp_path, delay)
+    _check_latest_valid(tmp_path)
+
+
+@pytest.mark.slow
+def test_kill_during_save_many_times(tmp_path):
+    rng = np.random.default_rng(0)
+    last = 0
+    for _ in range(8):
+        _kill_during_saves(tmp_path, float(rng.uniform(0, 1.0)))
+        step = _check_latest_valid(tmp_path)
+        assert step >= last
+        last = step
