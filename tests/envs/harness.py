@@ -111,7 +111,8 @@ def run_lockstep(case: Lockstep, *, num_episodes: int, seed: int, max_steps: int
             # A terminal step is never also a truncation in rlmem (types.py convention).
             pop_trunc_only = bool(pop_trunc) and not bool(pop_term)
             jax_trunc_only = bool(jax_trunc) and not bool(jax_term)
-            assert jax_trunc_only == pop_trunc_only, f"{where}: truncated {jax_trunc} vs {pop_trunc}"
+            assert jax_trunc_only == pop_trunc_only, (
+                f"{where}: truncated {jax_trunc} vs {pop_trunc}")
             if case.after_step is not None:
                 case.after_step(case.pop_env, state)
             steps += 1
@@ -120,3 +121,37 @@ def run_lockstep(case: Lockstep, *, num_episodes: int, seed: int, max_steps: int
         else:
             raise AssertionError(f"episode {episode} did not end within {max_steps} steps")
     return steps
+
+
+def scan_rollout(env: Any, params: Any, key: jax.Array, policy: Callable[[Any], jax.Array],
+                 num_steps: int) -> dict[str, jax.Array]:
+    """One episode from `reset_env`, `num_steps` steps of `step_env` (no auto-reset).
+
+    `policy(state) -> action` sees the JAX state (oracle policies read the hidden deck).
+    Returns `[num_steps]` arrays `reward`, `terminated`, `truncated` and the observations
+    `obs` (leaves `[num_steps, ...]`, the observation after each step) plus `reset_obs`
+    and `reset_state`.
+    """
+
+    def body(state, step_key):
+        obs, state, reward, terminated, _ = env.step_env(step_key, state, policy(state), params)
+        truncated = env.is_truncated(state, params)
+        return state, {"obs": obs, "reward": reward, "terminated": terminated,
+                       "truncated": truncated}
+
+    @jax.jit
+    def run(key):
+        reset_key, key = jax.random.split(key)
+        reset_obs, state = env.reset_env(reset_key, params)
+        _, out = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+        return {"reset_obs": reset_obs, "reset_state": state, **out}
+
+    return run(key)
+
+
+def episode_length(terminated: Any, truncated: Any) -> int:
+    """Steps up to and including the first `terminated | truncated`; raises if none."""
+    done = np.asarray(terminated) | np.asarray(truncated)
+    if not done.any():
+        raise AssertionError("episode never ended")
+    return int(np.argmax(done)) + 1

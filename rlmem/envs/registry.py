@@ -1,0 +1,145 @@
+"""`make(name)`: every POPGym id (48, popgym 1.0.7's difficulty presets) and gymnax id.
+
+POPGym families are imported lazily, so a family module that fails to import only
+breaks its own ids. The difficulty presets below copy the constructor arguments of
+popgym's `<Family>{Easy,Medium,Hard}` subclasses (an empty dict: popgym's defaults).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from gymnax.environments import environment
+
+from rlmem.envs import wrappers
+
+# family -> (module in rlmem.envs.popgym, class name)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "Autoencode": ("autoencode", "Autoencode"),
+    "Battleship": ("battleship", "Battleship"),
+    "Concentration": ("concentration", "Concentration"),
+    "CountRecall": ("count_recall", "CountRecall"),
+    "HigherLower": ("higher_lower", "HigherLower"),
+    "LabyrinthEscape": ("labyrinth_escape", "LabyrinthEscape"),
+    "LabyrinthExplore": ("labyrinth_explore", "LabyrinthExplore"),
+    "MineSweeper": ("minesweeper", "MineSweeper"),
+    "MultiarmedBandit": ("multiarmed_bandit", "MultiarmedBandit"),
+    "NoisyPositionOnlyCartPole": ("cartpole", "NoisyPositionOnlyCartPole"),
+    "NoisyPositionOnlyPendulum": ("pendulum", "NoisyPositionOnlyPendulum"),
+    "PositionOnlyCartPole": ("cartpole", "PositionOnlyCartPole"),
+    "PositionOnlyPendulum": ("pendulum", "PositionOnlyPendulum"),
+    "RepeatFirst": ("repeat_first", "RepeatFirst"),
+    "RepeatPrevious": ("repeat_previous", "RepeatPrevious"),
+    "VelocityOnlyCartPole": ("cartpole", "VelocityOnlyCartPole"),
+}
+
+_BATTLESHIP_SHIPS = (2, 3, 3, 4)
+
+# family -> (Easy, Medium, Hard) constructor kwargs, as popgym's subclasses pass them.
+DIFFICULTIES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "Autoencode": ({}, {"num_decks": 2}, {"num_decks": 3}),
+    "Battleship": tuple({"board_size": b, "ship_sizes": list(_BATTLESHIP_SHIPS)}
+                        for b in (8, 10, 12)),
+    "Concentration": ({"num_decks": 1, "deck_type": "colors"},
+                      {"num_decks": 2, "deck_type": "colors"},
+                      {"num_decks": 1, "deck_type": "ranks"}),
+    "CountRecall": ({}, {"num_decks": 2, "deck_type": "suits"},
+                    {"num_decks": 4, "deck_type": "ranks"}),
+    "HigherLower": ({"num_decks": 1}, {"num_decks": 2}, {"num_decks": 3}),
+    "LabyrinthEscape": tuple({"maze_dims": (d, d), "episode_length": 1024}
+                             for d in (10, 14, 18)),
+    "LabyrinthExplore": tuple({"maze_dims": (d, d), "episode_length": 1024}
+                              for d in (10, 14, 18)),
+    "MineSweeper": ({"difficulty": "easy"}, {"difficulty": "medium"}, {"difficulty": "hard"}),
+    "MultiarmedBandit": ({"num_bandits": 10, "episode_length": 200},
+                         {"num_bandits": 20, "episode_length": 400},
+                         {"num_bandits": 30, "episode_length": 600}),
+    "NoisyPositionOnlyCartPole": ({"noise_sigma": 0.1}, {"noise_sigma": 0.2},
+                                  {"noise_sigma": 0.3}),
+    "NoisyPositionOnlyPendulum": ({"noise_sigma": 0.1}, {"noise_sigma": 0.2},
+                                  {"noise_sigma": 0.3}),
+    "PositionOnlyCartPole": ({}, {"max_episode_length": 400}, {"max_episode_length": 600}),
+    "PositionOnlyPendulum": ({}, {"max_episode_length": 150}, {"max_episode_length": 100}),
+    "RepeatFirst": ({"num_decks": 1}, {"num_decks": 8}, {"num_decks": 16}),
+    "RepeatPrevious": ({}, {"num_decks": 2, "k": 32}, {"num_decks": 3, "k": 64}),
+    "VelocityOnlyCartPole": ({}, {"max_episode_length": 400}, {"max_episode_length": 600}),
+}
+
+LEVELS = ("Easy", "Medium", "Hard")
+
+# The 48 POPGym ids, grouped by family.
+POPGYM_IDS: tuple[str, ...] = tuple(f"{family}{level}" for family in FAMILIES
+                                    for level in LEVELS)
+
+
+def _gymnax_ids() -> tuple[str, ...]:
+    import gymnax
+
+    return tuple(gymnax.registered_envs)
+
+
+def popgym_spec(name: str) -> tuple[str, str, dict[str, Any]]:
+    """`(module, class, kwargs)` for a POPGym id (`"CountRecallEasy"`) or family name.
+
+    Raises:
+      ValueError: `name` is neither.
+    """
+    if name in FAMILIES:
+        return (*FAMILIES[name], {})
+    for i, level in enumerate(LEVELS):
+        family = name.removesuffix(level)
+        if name.endswith(level) and family in FAMILIES:
+            return (*FAMILIES[family], dict(DIFFICULTIES[family][i]))
+    raise ValueError(f"{name!r} is not a POPGym id")
+
+
+def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, Any]:
+    """The raw environment (popgym-structured observations) and its default params.
+
+    `kwargs` override a POPGym preset's constructor arguments (e.g.
+    `make_unwrapped("RepeatPrevious", num_decks=2, k=10)`); for gymnax ids they go to
+    `gymnax.make`.
+    """
+    if name in FAMILIES or name in POPGYM_IDS:
+        module, cls, preset = popgym_spec(name)
+        env_cls = getattr(importlib.import_module(f"rlmem.envs.popgym.{module}"), cls)
+        try:
+            env = env_cls(**{**preset, **kwargs})
+        except TypeError as err:
+            raise ValueError(f"bad keyword arguments {kwargs!r} for {name}: {err}") from err
+        return env, env.default_params
+    if name in _gymnax_ids():
+        import gymnax
+
+        return gymnax.make(name, **kwargs)
+    known = (*POPGYM_IDS, *FAMILIES, *_gymnax_ids())
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown environment name {name!r}{hint} "
+                     f"(known: the {len(POPGYM_IDS)} POPGym ids in rlmem.envs.POPGYM_IDS, "
+                     f"their family names, and gymnax.registered_envs)")
+
+
+def make(name: str, *, previous_action: bool = False, antialias: bool = True,
+         **kwargs: Any) -> tuple[environment.Environment, Any]:
+    """Build an environment by name, wrapped for the agents.
+
+    Args:
+      name: a POPGym id (`"RepeatFirstEasy"`, see `POPGYM_IDS`), a POPGym family name
+        (`"RepeatPrevious"`, popgym's defaults) or a gymnax id (`"CartPole-v1"`).
+      previous_action: append the previous action to the observation (popgym's
+        `PreviousAction`).
+      antialias: append the "is first step" flag (popgym's `Antialias`).
+      **kwargs: constructor overrides, see :func:`make_unwrapped`.
+
+    Returns:
+      `(env, params)`: observations are flat float32 `[F]`; actions one Discrete
+      (MultiDiscrete flattened; a gymnax env with Box actions keeps them).
+
+    Raises:
+      ValueError: unknown name (with close matches) or bad keyword arguments.
+    """
+    env, params = make_unwrapped(name, **kwargs)
+    return wrappers.wrap(env, previous_action=previous_action, antialias=antialias), params

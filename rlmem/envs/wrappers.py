@@ -1,0 +1,288 @@
+"""Observation/action wrappers in the style of popgym's, as gymnax environments.
+
+Each wrapper is itself a gymnax `Environment` that overrides `step_env`, `reset_env`,
+`get_obs`, `is_truncated` and the spaces, so wrappers compose *below* an auto-resetting
+or vectorised env (`rlmem.envs.vector.VecEnv` calls `step_env`/`reset_env` only).
+:func:`rlmem.envs.make` applies, innermost first (popgym's composition
+`DiscreteAction(Flatten(Antialias(PreviousAction(env))))`):
+
+1. :class:`PreviousAction` (optional): append the action just taken; popgym's null action
+   `0` on reset, so after flattening the reset observation holds the one-hot of action 0.
+2. :class:`Antialias`: append a Discrete(2) "is first step" flag, 1 on the reset obs.
+3. :class:`FlattenObservation`: one-hot/concatenate into one `[F]` float32 vector,
+   exactly gymnasium's `flatten` (so popgym's `Flatten`).
+4. :class:`DiscreteAction`: MultiDiscrete actions become one Discrete (`np.unravel_index`
+   order, as popgym's `DiscreteAction`).
+
+:class:`EpisodeStatistics` adds the return and length of *completed* episodes to `info`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment
+
+from rlmem.envs import spaces
+
+
+class Wrapper(environment.Environment):
+    """Forwards everything to the wrapped env; subclasses override what they change."""
+
+    def __init__(self, env: environment.Environment):
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_env":  # not yet set (e.g. during copy): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self._env, name)
+
+    @property
+    def unwrapped(self) -> environment.Environment:
+        env = self._env
+        return env.unwrapped if isinstance(env, Wrapper) else env
+
+    @property
+    def default_params(self):
+        return self._env.default_params
+
+    @property
+    def name(self) -> str:
+        return self._env.name
+
+    @property
+    def num_actions(self) -> int:
+        return self._env.num_actions
+
+    def step_env(self, key, state, action, params):
+        return self._env.step_env(key, state, action, params)
+
+    def reset_env(self, key, params):
+        return self._env.reset_env(key, params)
+
+    def get_obs(self, state, params=None, key=None):
+        return self._env.get_obs(state, params, key)
+
+    def is_truncated(self, state, params) -> jax.Array:
+        return self._env.is_truncated(state, params)
+
+    def observation_space(self, params=None):
+        return self._env.observation_space(params)
+
+    def action_space(self, params=None):
+        return self._env.action_space(params)
+
+
+def _append(space: spaces.Space, obs: Any, extra: Any) -> tuple:
+    """Popgym's rule: a Tuple observation gets `extra` appended, anything else is paired."""
+    if isinstance(space, spaces.Tuple):
+        return (*obs, extra)
+    return (obs, extra)
+
+
+def _append_space(space: spaces.Space, extra: spaces.Space) -> spaces.Tuple:
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple([*space.spaces, extra])
+    if isinstance(space, spaces.Dict):
+        raise TypeError(f"Dict observation spaces are not supported by this wrapper: {space!r}")
+    return spaces.Tuple([space, extra])
+
+
+@struct.dataclass
+class PreviousActionState:
+    env_state: Any
+    prev_action: jax.Array
+
+
+class PreviousAction(Wrapper):
+    """Append the previous action to the observation (popgym's `PreviousAction`).
+
+    On reset the appended action is popgym's null action: zeros of the action's shape
+    (popgym's `get_null_action` for Discrete, MultiDiscrete and Box spaces containing 0).
+    """
+
+    def _null_action(self, params) -> jax.Array:
+        space = self._env.action_space(params)
+        return jnp.zeros(space.shape, space.dtype)
+
+    def step_env(self, key, state, action, params):
+        obs, env_state, reward, terminated, info = self._env.step_env(
+            key, state.env_state, action, params)
+        action = jnp.asarray(action, state.prev_action.dtype).reshape(state.prev_action.shape)
+        space = self._env.observation_space(params)
+        return (_append(space, obs, action), PreviousActionState(env_state, action), reward,
+                terminated, info)
+
+    def reset_env(self, key, params):
+        obs, env_state = self._env.reset_env(key, params)
+        null = self._null_action(params)
+        space = self._env.observation_space(params)
+        return _append(space, obs, null), PreviousActionState(env_state, null)
+
+    def get_obs(self, state, params=None, key=None):
+        obs = self._env.get_obs(state.env_state, params, key)
+        return _append(self._env.observation_space(params), obs, state.prev_action)
+
+    def is_truncated(self, state, params) -> jax.Array:
+        return self._env.is_truncated(state.env_state, params)
+
+    def observation_space(self, params=None):
+        return _append_space(self._env.observation_space(params), self._env.action_space(params))
+
+
+@struct.dataclass
+class AntialiasState:
+    env_state: Any
+    is_first: jax.Array
+
+
+class Antialias(Wrapper):
+    """Append a Discrete(2) flag that is 1 on the reset observation only (popgym's)."""
+
+    def step_env(self, key, state, action, params):
+        obs, env_state, reward, terminated, info = self._env.step_env(
+            key, state.env_state, action, params)
+        space = self._env.observation_space(params)
+        flag = jnp.int32(0)
+        return _append(space, obs, flag), AntialiasState(env_state, flag), reward, terminated, info
+
+    def reset_env(self, key, params):
+        obs, env_state = self._env.reset_env(key, params)
+        flag = jnp.int32(1)
+        return _append(self._env.observation_space(params), obs, flag), AntialiasState(
+            env_state, flag)
+
+    def get_obs(self, state, params=None, key=None):
+        obs = self._env.get_obs(state.env_state, params, key)
+        return _append(self._env.observation_space(params), obs, state.is_first)
+
+    def is_truncated(self, state, params) -> jax.Array:
+        return self._env.is_truncated(state.env_state, params)
+
+    def observation_space(self, params=None):
+        return _append_space(self._env.observation_space(params), spaces.Discrete(2))
+
+
+class FlattenObservation(Wrapper):
+    """Observations become one `[F]` float32 vector (gymnasium's `flatten` layout)."""
+
+    def _flatten(self, obs, params):
+        return spaces.flatten(self._env.observation_space(params), obs)
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, terminated, info = self._env.step_env(key, state, action, params)
+        return self._flatten(obs, params), state, reward, terminated, info
+
+    def reset_env(self, key, params):
+        obs, state = self._env.reset_env(key, params)
+        return self._flatten(obs, params), state
+
+    def get_obs(self, state, params=None, key=None):
+        return self._flatten(self._env.get_obs(state, params, key), params)
+
+    def observation_space(self, params=None) -> spaces.Box:
+        return spaces.flatten_space(self._env.observation_space(params))
+
+
+class DiscreteAction(Wrapper):
+    """A MultiDiscrete action space becomes `Discrete(prod(nvec))` (popgym's).
+
+    Action `a` maps to `np.unravel_index(a, nvec)` (row-major: the last entry varies
+    fastest). Discrete and Box action spaces pass through unchanged.
+    """
+
+    def __init__(self, env: environment.Environment):
+        super().__init__(env)
+        space = env.action_space(env.default_params)
+        self._nvec = space.nvec if isinstance(space, spaces.MultiDiscrete) else None
+
+    def step_env(self, key, state, action, params):
+        if self._nvec is not None:
+            flat = jnp.stack(jnp.unravel_index(jnp.asarray(action), self._nvec.reshape(-1)))
+            action = flat.reshape(self._nvec.shape).astype(jnp.int32)
+        return self._env.step_env(key, state, action, params)
+
+    @property
+    def num_actions(self) -> int:
+        if self._nvec is not None:
+            return int(np.prod(self._nvec))
+        return self._env.num_actions
+
+    def action_space(self, params=None):
+        if self._nvec is not None:
+            return spaces.Discrete(int(np.prod(self._nvec)))
+        return self._env.action_space(params)
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    env_state: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class EpisodeStatistics(Wrapper):
+    """Running return and length; `info` reports them for episodes that just ended.
+
+    `info["episode_done"]` (bool) marks the steps that end an episode (terminated or
+    truncated); `info["episode_return"]` / `info["episode_length"]` hold that episode's
+    total reward / number of steps there, and 0 elsewhere -- never average them without
+    the mask (:func:`completed_episode_means` does it right).
+
+    The counters live in the state, so any reset of the whole state (gymnax's auto-reset,
+    `VecEnv`'s optimistic reset) restarts them.
+    """
+
+    def step_env(self, key, state, action, params):
+        obs, env_state, reward, terminated, info = self._env.step_env(
+            key, state.env_state, action, params)
+        done = jnp.logical_or(terminated, self._env.is_truncated(env_state, params))
+        ret = state.episode_return + reward
+        length = state.episode_length + 1
+        info = {
+            **info,
+            "episode_done": done,
+            "episode_return": jnp.where(done, ret, 0.0).astype(jnp.float32),
+            "episode_length": jnp.where(done, length, 0).astype(jnp.int32),
+        }
+        return obs, EpisodeStatisticsState(env_state, ret, length), reward, terminated, info
+
+    def reset_env(self, key, params):
+        obs, env_state = self._env.reset_env(key, params)
+        return obs, EpisodeStatisticsState(env_state, jnp.float32(0.0), jnp.int32(0))
+
+    def get_obs(self, state, params=None, key=None):
+        return self._env.get_obs(state.env_state, params, key)
+
+    def is_truncated(self, state, params) -> jax.Array:
+        return self._env.is_truncated(state.env_state, params)
+
+
+def completed_episode_means(info: dict) -> dict[str, jax.Array]:
+    """Mean return/length over the completed episodes in `info` (any leading shape).
+
+    Returns `{"return", "length", "count"}`; the means are NaN when no episode ended.
+    """
+    done = info["episode_done"]
+    count = done.sum()
+    safe = jnp.maximum(count, 1)
+    nan_if_none = lambda x: jnp.where(count > 0, x, jnp.nan)
+    return {
+        "return": nan_if_none(jnp.where(done, info["episode_return"], 0.0).sum() / safe),
+        "length": nan_if_none(jnp.where(done, info["episode_length"], 0).sum() / safe),
+        "count": count,
+    }
+
+
+def wrap(env: environment.Environment, *, previous_action: bool = False,
+         antialias: bool = True) -> environment.Environment:
+    """Apply rlmem's standard wrappers (see the module docstring for the order)."""
+    if previous_action:
+        env = PreviousAction(env)
+    if antialias:
+        env = Antialias(env)
+    return DiscreteAction(FlattenObservation(env))
