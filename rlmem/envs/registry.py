@@ -123,7 +123,7 @@ def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, A
 
 
 def make(name: str, *, previous_action: bool = False, antialias: bool = True,
-         **kwargs: Any) -> tuple[environment.Environment, Any]:
+         action_bins: int | None = 5, **kwargs: Any) -> tuple[environment.Environment, Any]:
     """Build an environment by name, wrapped for the agents.
 
     Args:
@@ -132,14 +132,18 @@ def make(name: str, *, previous_action: bool = False, antialias: bool = True,
       previous_action: append the previous action to the observation (popgym's
         `PreviousAction`).
       antialias: append the "is first step" flag (popgym's `Antialias`).
+      action_bins: Box action spaces (Pendulum) become `Discrete(action_bins ** D)`
+        with evenly spaced values; `None` keeps the Box.
       **kwargs: constructor overrides, see :func:`make_unwrapped`.
 
     Returns:
       `(env, params)`: observations are flat float32 `[F]`; actions one Discrete
-      (MultiDiscrete flattened; a gymnax env with Box actions keeps them).
+      (MultiDiscrete flattened, Box discretised unless `action_bins=None`).
 
     Raises:
       ValueError: unknown name (with close matches) or bad keyword arguments.
     """
     env, params = make_unwrapped(name, **kwargs)
-    return wrappers.wrap(env, previous_action=previous_action, antialias=antialias), params
+    wrapped = wrappers.wrap(env, previous_action=previous_action, antialias=antialias,
+                            action_bins=action_bins)
+    return wrapped, params

@@ -13,6 +13,8 @@ or vectorised env (`rlmem.envs.vector.VecEnv` calls `step_env`/`reset_env` only)
    exactly gymnasium's `flatten` (so popgym's `Flatten`).
 4. :class:`DiscreteAction`: MultiDiscrete actions become one Discrete (`np.unravel_index`
    order, as popgym's `DiscreteAction`).
+5. :class:`DiscretizeBox` (Box actions only, e.g. Pendulum): `bins ** D` evenly spaced
+   actions, so every env has one Discrete action.
 
 :class:`EpisodeStatistics` adds the return and length of *completed* episodes to `info`.
 """
@@ -218,6 +220,41 @@ class DiscreteAction(Wrapper):
         return self._env.action_space(params)
 
 
+class DiscretizeBox(Wrapper):
+    """A Box action space `[D]` (Pendulum's torque) becomes `Discrete(bins ** D)`.
+
+    Action `a` picks, per dimension, one of `bins` evenly spaced values from `low` to
+    `high` (`np.unravel_index` order), so value-based agents such as DQN can act. Popgym
+    has no such wrapper (its `DiscreteAction` rejects Box spaces); this is rlmem's.
+    """
+
+    def __init__(self, env: environment.Environment, bins: int):
+        super().__init__(env)
+        if int(bins) < 2:
+            raise ValueError(f"action_bins must be an int >= 2, got {bins!r}")
+        space = env.action_space(env.default_params)
+        self._bins = int(bins)
+        self._shape = tuple(space.shape) or (1,)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), self._shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), self._shape).reshape(-1)
+        self._grid = np.linspace(low, high, self._bins, axis=-1)  # [D, bins]
+        self._scalar = tuple(space.shape) == ()
+
+    def step_env(self, key, state, action, params):
+        dims = len(self._grid)
+        index = jnp.stack(jnp.unravel_index(jnp.asarray(action), (self._bins,) * dims))
+        torque = jnp.asarray(self._grid)[jnp.arange(dims), index]
+        torque = torque[0] if self._scalar else torque.reshape(self._shape)
+        return self._env.step_env(key, state, torque, params)
+
+    @property
+    def num_actions(self) -> int:
+        return self._bins ** len(self._grid)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(self.num_actions)
+
+
 @struct.dataclass
 class EpisodeStatisticsState:
     env_state: Any
@@ -279,10 +316,17 @@ def completed_episode_means(info: dict) -> dict[str, jax.Array]:
 
 
 def wrap(env: environment.Environment, *, previous_action: bool = False,
-         antialias: bool = True) -> environment.Environment:
-    """Apply rlmem's standard wrappers (see the module docstring for the order)."""
+         antialias: bool = True, action_bins: int | None = 5) -> environment.Environment:
+    """Apply rlmem's standard wrappers (see the module docstring for the order).
+
+    `action_bins`: a Box action space becomes `Discrete(action_bins ** D)` (outermost, so
+    the observation stays popgym's); `None` keeps Box actions.
+    """
     if previous_action:
         env = PreviousAction(env)
     if antialias:
         env = Antialias(env)
-    return DiscreteAction(FlattenObservation(env))
+    env = DiscreteAction(FlattenObservation(env))
+    if action_bins is not None and isinstance(env.action_space(env.default_params), spaces.Box):
+        env = DiscretizeBox(env, action_bins)
+    return env

@@ -98,7 +98,10 @@ def test_wrapped_spaces_match_popgym(name, previous_action):
     if isinstance(theirs_a, gym.spaces.Discrete):
         assert isinstance(ours_a, spaces.Discrete) and ours_a.n == theirs_a.n
         assert env.num_actions == theirs_a.n
-    else:
-        assert ours_a.shape == theirs_a.shape
-        np.testing.assert_allclose(ours_a.low, theirs_a.low)
-        np.testing.assert_allclose(ours_a.high, theirs_a.high)
+    else:  # Box actions (Pendulum): discretised by default, popgym's Box with bins=None
+        assert isinstance(ours_a, spaces.Discrete) and ours_a.n == 5 ** theirs_a.shape[0]
+        box_env, _ = _make_or_skip(name, previous_action=previous_action, action_bins=None)
+        box = box_env.action_space(params)
+        assert box.shape == theirs_a.shape
+        np.testing.assert_allclose(box.low, theirs_a.low)
+        np.testing.assert_allclose(box.high, theirs_a.high)

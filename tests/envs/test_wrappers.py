@@ -180,3 +180,27 @@ def test_episode_statistics_report_completed_episodes_only():
         {"episode_done": jnp.zeros(2, bool), "episode_return": jnp.zeros(2),
          "episode_length": jnp.zeros(2, jnp.int32)})
     assert np.isnan(float(none["return"]))
+
+
+def test_discretize_box_steps_with_evenly_spaced_torques():
+    """Discrete action i of Pendulum drives the raw env with torque linspace(-2, 2, 5)[i]."""
+    from rlmem.envs import make
+
+    env, params = make("PositionOnlyPendulumEasy", action_bins=5)
+    assert env.num_actions == 5 and env.action_space(params).n == 5
+    key = jax.random.PRNGKey(0)
+    _, state = env.reset_env(key, params)
+    inner = env.unwrapped
+    for action, torque in enumerate(np.linspace(-2.0, 2.0, 5)):
+        _, wrapped_state, wrapped_r, *_ = env.step_env(key, state, action, params)
+        raw_state = state
+        while hasattr(raw_state, "env_state"):  # peel the wrapper states
+            raw_state = raw_state.env_state
+        _, raw_next, raw_r, *_ = inner.step_env(key, raw_state, jnp.float32(torque), params)
+        np.testing.assert_allclose(float(wrapped_r), float(raw_r), rtol=1e-6)
+        inner_next = wrapped_state
+        while hasattr(inner_next, "env_state"):
+            inner_next = inner_next.env_state
+        np.testing.assert_allclose(np.asarray(inner_next.physics), np.asarray(raw_next.physics))
+    with pytest.raises(ValueError, match="action_bins"):
+        make("PositionOnlyPendulumEasy", action_bins=1)
