@@ -12,6 +12,20 @@ One loop iteration (rlmem/loop.py):
 
 The loop owns the envs, the recurrent carries of the acting policy and the progress
 counters; the algorithm owns parameters, optimiser, replay store (DQN) and exploration.
+
+What the implementations put in `extras` (the loop stacks them into `Rollout.extras`, leaves
+`[num_envs, T, ...]`, and must pass them back unchanged):
+
+* `DQN` (rlmem/agents/dqn.py): `{}`; with `batching="segment", initial_state="stored"`,
+  `{"carry": state before obs[t]}`, which `learn` writes into the replay store.
+* `PPO` (rlmem/agents/ppo.py): `{"value": [N], "log_prob": [N], "carry": state before
+  obs[t]}`; `learn` takes each stream's (or segment's) initial state from `carry`.
+
+Both algorithms are plain Python objects holding only static settings (hashable by
+identity), so they can be closed over in `jax.jit`; every array lives in the TrainState
+(`DQNState`, `PPOState`). Their `learn` metrics are scalar arrays with a fixed set of keys.
+DQN's *epoch* is one completed episode (see rlmem/agents/dqn.py): `state.epochs` counts the
+episode ends in the rollouts it stored and keys the exploration schedule.
 """
 
 from __future__ import annotations

@@ -1,0 +1,359 @@
+"""Double Dueling DQN over a recurrent network, for tape (TBB) and segment (SBB) batching.
+
+The paper's algorithm (PAPER.md):
+
+* network: encoder -> memory -> dueling head (`rlmem.agents.networks.q_network`);
+* TD target `y = r + gamma (1 - terminated) Q_target(s', argmax_a Q_online(s', a))`, where
+  `s'` is the recurrent state of the whole episode prefix followed by `next_obs`
+  (`with_next`; the reference code rebuilt it from `next_obs` alone, losing each episode's
+  first observation); only termination cuts the bootstrap;
+* Huber loss (delta 1) per transition, mean over the batch's valid transitions: the same
+  loss for both batching modes (`td_loss` sees flat transitions and a mask);
+* optimiser `zero_nans -> clip_by_global_norm(0.01) -> adamw` with a linear lr warm-up,
+  Polyak target update `tau = 1 / target_delay` after every gradient step;
+* exploration: uniform random actions for `random_epochs` epochs, then epsilon-greedy with
+  epsilon linear `eps_start -> eps_end` over `train_epochs` epochs.
+
+**Epochs.** An epoch is one *completed episode*: `state.epochs` counts the episode ends
+(`terminated | truncated`) of every env stream in the rollouts `learn` has stored. The
+exploration schedule is keyed on it. One `learn` call stores the loop's rollout
+`[num_envs, T]`, then runs `updates_per_learn` gradient updates, unless the rollout was
+collected during the random phase (`epochs < random_epochs` before it), which only fills
+the store, as in the paper. The paper's "collect one episode, then `train_ratio` updates"
+is therefore `num_envs = 1`, `T` = the task's episode length, `updates_per_learn =
+train_ratio`; more envs or longer rollouts keep the same counters with a different replay
+ratio.
+
+**Segments.** `batching="segment"` draws `batch_size // segment_length` segments of
+`segment_length` steps plus `burn_in` leading steps replayed without gradient. With
+`initial_state="stored"` each segment starts from the acting policy's recurrent state
+saved at its first step: `act` then returns the carry *before* `obs` as
+`extras["carry"]` and `learn` stores it beside the transitions (R2D2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax import struct
+
+from rlmem.agents import batching as bt
+from rlmem.agents.base import Rollout
+from rlmem.agents.networks import broadcast_carry, init_params, q_network, step_network
+from rlmem.agents.optim import make_optimizer, polyak_update
+from rlmem.agents.schedules import epsilon as epsilon_schedule
+from rlmem.agents.schedules import epsilon_greedy
+from rlmem.data.tape import TapeStore, add, init_store
+from rlmem.types import Transition
+
+PyTree = Any
+UPDATE_METRICS = ("loss", "q_mean", "td_abs", "grad_norm")  # what `update` reports
+
+
+@struct.dataclass
+class DQNState:
+    """Everything DQN changes while training (a pytree; vmap it over seeds).
+
+    Attributes:
+      params: online network parameters.
+      target_params: Polyak-averaged target parameters.
+      opt_state: optimiser state (the learning rate lives in it, see rlmem.agents.optim).
+      store: the replay `TapeStore` (extras `{"carry"}` with stored initial states).
+      epochs: `[]` int32, completed episodes stored so far (the schedule counter).
+      updates: `[]` int32, gradient updates done.
+    """
+
+    params: PyTree
+    target_params: PyTree
+    opt_state: PyTree
+    store: TapeStore
+    epochs: jax.Array
+    updates: jax.Array
+
+
+def td_loss(
+    q: jax.Array,
+    q_next_online: jax.Array,
+    q_next_target: jax.Array,
+    transition: Transition,
+    gamma: float,
+    huber_delta: float = 1.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Double DQN Huber loss over flat transitions.
+
+    Args:
+      q: `[M, A]` online Q of `obs`.
+      q_next_online: `[M, A]` online Q of `next_obs` (after its episode prefix); picks a*.
+      q_next_target: `[M, A]` target Q of `next_obs`; evaluates a*.
+      transition: fields `[M]`; uses `action, reward, terminated, mask`.
+      gamma: discount.
+      huber_delta: Huber threshold.
+
+    Returns:
+      `(loss [], metrics)`: mean Huber over `mask`, plus mean Q and |TD error|.
+    """
+    best = jnp.argmax(q_next_online, axis=-1)
+    next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
+    cont = 1.0 - transition.terminated.astype(jnp.float32)
+    target = jax.lax.stop_gradient(transition.reward + gamma * cont * next_value)
+    chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    per_step = optax.huber_loss(chosen, target, delta=huber_delta)
+    mask = transition.mask
+    metrics = {
+        "q_mean": bt.masked_mean(chosen, mask),
+        "td_abs": bt.masked_mean(jnp.abs(target - chosen), mask),
+    }
+    return bt.masked_mean(per_step, mask), metrics
+
+
+class DQN:
+    """Double Dueling DQN. A static object: hyperparameters and network, no arrays.
+
+    Args:
+      memory: the memory model (rlmem.memory.make_memory).
+      obs_size: observation features `F`.
+      num_actions: discrete actions `A`.
+      num_envs: env streams of the loop's rollouts (the store's streams).
+      buffer_capacity: replay capacity in transitions (both batching modes).
+      batching: "tape" or "segment".
+      batch_size: transitions per update (TBB tape length; SBB uses
+        `batch_size // segment_length` segments).
+      segment_length: `L` for segment batching (loss steps per segment).
+      burn_in: extra leading steps per segment replayed without gradient (segment only).
+      initial_state: "zero" or "stored" recurrent state at each segment's start.
+      gamma: discount.
+      target_delay: Polyak rate `tau = 1 / target_delay`.
+      learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay: optimiser.
+      updates_per_learn: gradient updates per `learn` (the paper's train_ratio).
+      random_epochs: epochs (episodes) of uniform random actions before training.
+      train_epochs: epochs over which epsilon decays.
+      eps_start, eps_end: epsilon schedule ends.
+      huber_delta: Huber threshold.
+      hidden_size, num_blocks: encoder/head width and dueling blocks.
+    """
+
+    def __init__(
+        self,
+        memory: nn.Module,
+        obs_size: int,
+        num_actions: int,
+        *,
+        num_envs: int = 1,
+        buffer_capacity: int = 100_000,
+        batching: str = "tape",
+        batch_size: int = 1000,
+        segment_length: int = 20,
+        burn_in: int = 0,
+        initial_state: str = "zero",
+        gamma: float = 0.99,
+        target_delay: float = 200.0,
+        learning_rate: float = 1e-4,
+        warmup_updates: int = 200,
+        max_grad_norm: float = 0.01,
+        adam_eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        updates_per_learn: int = 1,
+        random_epochs: int = 0,
+        train_epochs: int = 1000,
+        eps_start: float = 0.2,
+        eps_end: float = 0.01,
+        huber_delta: float = 1.0,
+        hidden_size: int = 256,
+        num_blocks: int = 2,
+    ):
+        bt.check_mode(batching, initial_state, burn_in)
+        _positive(obs_size=obs_size, num_actions=num_actions, num_envs=num_envs,
+                  batch_size=batch_size, segment_length=segment_length,
+                  updates_per_learn=updates_per_learn, hidden_size=hidden_size)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        if target_delay < 1:
+            raise ValueError(
+                f"target_delay must be >= 1 (tau = 1/target_delay), got {target_delay!r}"
+            )
+        if batching == "segment" and batch_size < segment_length:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be >= segment_length ({segment_length}) "
+                "so at least one segment is drawn"
+            )
+        if random_epochs < 0 or train_epochs < 0:
+            raise ValueError(
+                f"random_epochs and train_epochs must be >= 0, got {random_epochs!r}, "
+                f"{train_epochs!r}"
+            )
+        self.network = q_network(memory, num_actions, hidden_size, num_blocks)
+        self.obs_size, self.num_actions, self.num_envs = obs_size, num_actions, num_envs
+        self.buffer_capacity = buffer_capacity
+        self.batching, self.batch_size = batching, batch_size
+        self.segment_length, self.burn_in = segment_length, burn_in
+        self.initial_state = initial_state
+        self.num_segments = batch_size // segment_length
+        self.gamma, self.tau, self.huber_delta = gamma, 1.0 / target_delay, huber_delta
+        self.updates_per_learn = updates_per_learn
+        self.random_epochs, self.train_epochs = random_epochs, train_epochs
+        self.eps_start, self.eps_end = eps_start, eps_end
+        self.optimizer = make_optimizer(
+            learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay
+        )
+
+    @property
+    def stores_carry(self) -> bool:
+        """True when `act` returns `extras["carry"]` and the store keeps it."""
+        return self.batching == "segment" and self.initial_state == "stored"
+
+    # -- the Algorithm protocol (rlmem/agents/base.py) ---------------------------------
+
+    def init(self, key: jax.Array) -> DQNState:
+        """Fresh parameters (target = online), optimiser state, empty store, zero counters."""
+        params = init_params(self.network, key, self.obs_size)
+        example = Transition(
+            obs=jnp.zeros((self.obs_size,), jnp.float32),
+            action=jnp.zeros((), jnp.int32),
+            reward=jnp.zeros((), jnp.float32),
+            next_obs=jnp.zeros((self.obs_size,), jnp.float32),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            start=jnp.zeros((), bool),
+            mask=jnp.zeros((), bool),
+        )
+        extras = {"carry": self.network.initialize_carry()} if self.stores_carry else None
+        store = init_store(self.buffer_capacity, self.num_envs, example, extras)
+        zero = jnp.zeros((), jnp.int32)
+        return DQNState(
+            params=params,
+            target_params=params,
+            opt_state=self.optimizer.init(params),
+            store=store,
+            epochs=zero,
+            updates=zero,
+        )
+
+    def initial_carry(self, num_envs: int) -> PyTree:
+        """Zero recurrent state for `num_envs` envs, leaves `[num_envs, ...]`."""
+        return broadcast_carry(self.network, num_envs)
+
+    def epsilon(self, state: DQNState) -> jax.Array:
+        """The current exploration rate (1 during the random phase)."""
+        return epsilon_schedule(
+            state.epochs, self.random_epochs, self.train_epochs, self.eps_start, self.eps_end
+        )
+
+    def act(
+        self, state: DQNState, obs: jax.Array, start: jax.Array, carry: PyTree, key: jax.Array
+    ) -> tuple[jax.Array, PyTree, dict[str, jax.Array]]:
+        """Epsilon-greedy. obs: [N, F], start: [N] -> (action [N] int32, carry, extras).
+
+        extras holds `"carry"` (the state before `obs`) when segments start from stored
+        states; it is empty otherwise.
+        """
+        q, new_carry = step_network(self.network, state.params, obs, start, carry)
+        action = epsilon_greedy(key, q, self.epsilon(state))
+        extras = {"carry": carry} if self.stores_carry else {}
+        return action, new_carry, extras
+
+    def act_greedy(
+        self, state: DQNState, obs: jax.Array, start: jax.Array, carry: PyTree
+    ) -> tuple[jax.Array, PyTree]:
+        """argmax_a Q. obs: [N, F], start: [N] -> (action [N] int32, carry)."""
+        q, carry = step_network(self.network, state.params, obs, start, carry)
+        return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
+
+    def learn(
+        self, state: DQNState, rollout: Rollout, key: jax.Array
+    ) -> tuple[DQNState, dict[str, jax.Array]]:
+        """Store the rollout `[num_envs, T]`, count its episodes, then update (see module doc).
+
+        Returns metrics averaged over this call's updates (zeros when none ran).
+        """
+        tr = rollout.transition
+        if tr.start.shape[0] != self.num_envs:
+            raise ValueError(
+                f"DQN was built with num_envs={self.num_envs} (the replay store's streams) but "
+                f"got a rollout of {tr.start.shape[0]} envs (shape {tr.start.shape}); "
+                "pass num_envs = the loop's num_envs"
+            )
+        extras = {"carry": rollout.extras["carry"]} if self.stores_carry else None
+        training = state.epochs >= self.random_epochs
+        ended = jnp.sum(tr.terminated | tr.truncated, dtype=jnp.int32)
+        state = state.replace(store=add(state.store, tr, extras), epochs=state.epochs + ended)
+
+        def run_updates(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
+            keys = jax.random.split(key, self.updates_per_learn)
+            state, metrics = jax.lax.scan(self.update, state, keys)
+            return state, jax.tree.map(jnp.mean, metrics)
+
+        def skip(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
+            return state, {name: jnp.zeros((), jnp.float32) for name in UPDATE_METRICS}
+
+        state, metrics = jax.lax.cond(training, run_updates, skip, state)
+        metrics.update(
+            epsilon=self.epsilon(state),
+            epochs=state.epochs,
+            updates=state.updates,
+            training=training.astype(jnp.float32),
+        )
+        return state, metrics
+
+    # -- one gradient step --------------------------------------------------------------
+
+    def sample(self, store: TapeStore, key: jax.Array) -> tuple[Transition, PyTree]:
+        """A batch in this algorithm's layout and the initial carries (None: zero state).
+
+        Tape: `Transition [B]`. Segment: `Transition [N, burn_in + L]`, carries `[N, ...]`.
+        """
+        if self.batching == "tape":
+            return bt.sample_tape_batch(store, key, self.batch_size)
+        return bt.sample_segment_batch(
+            store, key, self.num_segments, self.segment_length, self.burn_in, self.stores_carry
+        )
+
+    def unroll(self, params: PyTree, batch: Transition, carry: PyTree) -> bt.Unrolled:
+        """Q and next-state Q over a sampled batch, flattened (rlmem.agents.batching)."""
+        if self.batching == "tape":
+            return bt.unroll_tape(self.network, params, batch, carry)
+        return bt.unroll_segments(self.network, params, batch, carry, self.burn_in)
+
+    def loss(
+        self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The TD loss of a sampled batch (either layout), differentiable in `params`."""
+        online = self.unroll(params, batch, carry)
+        target = self.unroll(jax.lax.stop_gradient(target_params), batch, carry)
+        return td_loss(
+            online.out,
+            online.out_next,
+            target.out_next,
+            online.transition,
+            self.gamma,
+            self.huber_delta,
+        )
+
+    def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
+        """Sample, one optimiser step, Polyak target update. Returns (state, metrics)."""
+        batch, carry = self.sample(state.store, key)
+        (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            state.params, state.target_params, batch, carry
+        )
+        metrics["loss"] = loss
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        return (
+            state.replace(
+                params=params,
+                target_params=polyak_update(state.target_params, params, self.tau),
+                opt_state=opt_state,
+                updates=state.updates + 1,
+            ),
+            metrics,
+        )
+
+
+def _positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -1,0 +1,79 @@
+"""The paper's optimiser and target-network update.
+
+    zero_nans -> clip_by_global_norm(max_grad_norm) -> adamw(lr, eps, weight_decay) -> warm-up
+
+The learning rate sits in the optimiser *state* (`optax.inject_hyperparams`), so sweeping
+it changes an array, not the compiled update. The linear warm-up is a separate factor
+`min(1, (k + 1) / warmup_updates)` on update `k` (0-based), so the rate rises from near 0
+to its full value at update `warmup_updates` and the very first update already moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+
+def warmup_factor(warmup_updates: int) -> optax.Schedule:
+    """`k -> min(1, (k + 1) / warmup_updates)`; constant 1 when `warmup_updates == 0`."""
+    if warmup_updates < 0:
+        raise ValueError(f"warmup_updates must be >= 0, got {warmup_updates!r}")
+
+    def schedule(count: jax.Array) -> jax.Array:
+        if warmup_updates == 0:
+            return jnp.ones((), jnp.float32)
+        return jnp.minimum(1.0, (count + 1.0) / warmup_updates)
+
+    return schedule
+
+
+def make_optimizer(
+    learning_rate: float = 1e-4,
+    warmup_updates: int = 200,
+    max_grad_norm: float = 0.01,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
+    """The chain above. Read or set the rate with `get/set_learning_rate(opt_state, lr)`."""
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if max_grad_norm <= 0:
+        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm!r}")
+    return optax.chain(
+        optax.zero_nans(),
+        optax.clip_by_global_norm(max_grad_norm),
+        optax.inject_hyperparams(optax.adamw)(
+            learning_rate=learning_rate, eps=eps, weight_decay=weight_decay
+        ),
+        # Scaling the final step equals scaling the rate: adamw's decay (if any) is applied
+        # inside adamw, already multiplied by the rate.
+        optax.scale_by_schedule(warmup_factor(warmup_updates)),
+    )
+
+
+_ADAM_INDEX = 2  # position of the injected adamw in the chain above
+
+
+def get_learning_rate(opt_state: PyTree) -> jax.Array:
+    """The (peak) learning rate held in a `make_optimizer` state."""
+    return opt_state[_ADAM_INDEX].hyperparams["learning_rate"]
+
+
+def set_learning_rate(opt_state: PyTree, learning_rate: float | jax.Array) -> PyTree:
+    """A copy of a `make_optimizer` state with a new (peak) learning rate."""
+    adam = opt_state[_ADAM_INDEX]
+    hyper = dict(adam.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(learning_rate, hyper["learning_rate"].dtype)
+    states = list(opt_state)
+    states[_ADAM_INDEX] = adam._replace(hyperparams=hyper)
+    return tuple(states)
+
+
+def polyak_update(target: PyTree, online: PyTree, tau: float) -> PyTree:
+    """`target <- (1 - tau) * target + tau * online`, leafwise (tau = 1 / target_delay)."""
+    return optax.incremental_update(online, target, step_size=tau)
