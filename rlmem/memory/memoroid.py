@@ -96,8 +96,68 @@ def scan_states(
     )
 
 
+def fold_with_resets(
+    step: Callable[[State, Any], State],
+    inputs: Any,
+    start: jax.Array,
+    carry: State,
+    initial: State,
+) -> State:
+    """All carries of a plain recurrent cell over a tape, restarting at episode starts.
+
+    The sequential counterpart of `scan_states` for models that are not memoroids
+    (GRU, LSTM): before step `t` the carry is replaced by `initial` where `start[t]`.
+
+    Args:
+      step: `step(carry, input_t) -> carry`, single elements (no time axis).
+      inputs: every leaf `[T, ...]`.
+      start: `[T]` bool.
+      carry: the carry before `inputs[0]`.
+      initial: the carry an episode starts from.
+
+    Returns:
+      carries: every leaf `[T, ...]`; `carries[t]` is the carry after input `t`.
+    """
+
+    def body(h, input_and_start):
+        u, s = input_and_start
+        h = jax.tree.map(lambda init, old: jnp.where(s, init, old), initial, h)
+        h = step(h, u)
+        return h, h
+
+    _, carries = jax.lax.scan(body, carry, (inputs, jnp.asarray(start, dtype=bool)))
+    return carries
+
+
 def _expand(flags: jax.Array, like: jax.Array) -> jax.Array:
     return flags.reshape(flags.shape + (1,) * (like.ndim - flags.ndim))
+
+
+def check_sizes(owner: str, **sizes: int) -> None:
+    """Raise a clear error unless every size is a positive int (called from `setup`)."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+
+
+def check_scan(owner: str, scan: str) -> None:
+    """Raise a clear error unless `scan` names an evaluation strategy."""
+    if scan not in SCAN_STRATEGIES:
+        raise ValueError(f"{owner}: scan must be one of {SCAN_STRATEGIES}, got {scan!r}")
+
+
+def check_tape(owner: str, x: jax.Array, start: jax.Array) -> None:
+    """Raise a clear error unless x is [T, F] and start is [T] (shapes are static under jit)."""
+    if jnp.ndim(x) != 2:
+        raise ValueError(
+            f"{owner}: x must be [T, F] (no batch axis; vmap over envs), got shape "
+            f"{jnp.shape(x)}"
+        )
+    if jnp.shape(start) != jnp.shape(x)[:1]:
+        raise ValueError(
+            f"{owner}: start must be [T] = {jnp.shape(x)[:1]} to match x, got shape "
+            f"{jnp.shape(start)}"
+        )
 
 
 def last_state(states: State) -> State:
@@ -122,6 +182,10 @@ class Memoroid(nn.Module):
 
     scan: str = "auto"
 
+    def __post_init__(self):
+        check_scan(type(self).__name__, self.scan)
+        super().__post_init__()
+
     def identity(self) -> State:
         raise NotImplementedError
 
@@ -143,6 +207,7 @@ class Memoroid(nn.Module):
         self, x: jax.Array, start: jax.Array, carry: State
     ) -> tuple[jax.Array, State]:
         """Run over a tape. x: [T, F], start: [T] bool -> y: [T, H], carry after x[T-1]."""
+        check_tape(type(self).__name__, x, start)
         states = scan_states(self.combine, self.lift(x), start, carry, self.scan)
         return self.readout(states, x), last_state(states)
 
@@ -154,6 +219,12 @@ class Memoroid(nn.Module):
         One extra combine per step: `h_t • lift(next_x[t])`, never crossing into the next
         episode of the tape. next_x: [T, F] -> (y [T, H], y_next [T, H], carry).
         """
+        check_tape(type(self).__name__, x, start)
+        if jnp.shape(next_x) != jnp.shape(x):
+            raise ValueError(
+                f"{type(self).__name__}: next_x must have the shape of x {jnp.shape(x)}, "
+                f"got {jnp.shape(next_x)}"
+            )
         states = scan_states(self.combine, self.lift(x), start, carry, self.scan)
         next_states = jax.vmap(self.combine)(states, self.lift(next_x))
         return self.readout(states, x), self.readout(next_states, next_x), last_state(states)

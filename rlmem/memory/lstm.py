@@ -1,0 +1,83 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997): a sequential baseline.
+
+    [i, f, g, o] = W x + b + U h
+    c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g)      h' = σ(o) ⊙ tanh(c')      y = h'
+
+The carry `(c, h)` restarts from zeros where `start` is True; the input projection of the
+whole tape is one matmul outside `lax.scan`. The forget-gate bias starts at 1 (Jozefowicz
+et al. 2015). `scan` is accepted for a uniform interface; an LSTM is always sequential.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from rlmem.memory.memoroid import check_scan, check_sizes, check_tape, fold_with_resets
+
+LSTMCarry = tuple[jax.Array, jax.Array]  # (c [H], h [H])
+
+
+def init_gate_bias(key, shape, dtype=jnp.float32):
+    """Zeros, except 1 for the forget gate (the second quarter of [i | f | g | o])."""
+    del key
+    size = shape[-1] // 4
+    return jnp.zeros(shape, dtype).at[size : 2 * size].set(1.0)
+
+
+class LSTM(nn.Module):
+    """LSTM over a tape with resets.
+
+    Attributes:
+      output_size: H, the hidden (and output) size; the cell state has the same size.
+      scan: accepted and validated, ignored (always sequential).
+    """
+
+    output_size: int = 256
+    scan: str = "auto"
+
+    def __post_init__(self):
+        check_sizes("LSTM", output_size=self.output_size)
+        check_scan("LSTM", self.scan)
+        super().__post_init__()
+
+    def setup(self):
+        size = self.output_size
+        self.input_proj = nn.Dense(4 * size, bias_init=init_gate_bias, name="input_proj")
+        self.recurrent = self.param(
+            "recurrent", nn.initializers.orthogonal(column_axis=-1), (size, 4 * size)
+        )
+
+    @nn.nowrap
+    def initialize_carry(self) -> LSTMCarry:
+        """(c, h): two [H] zero vectors."""
+        zeros = jnp.zeros((self.output_size,), jnp.float32)
+        return zeros, zeros
+
+    def cell(self, carry: LSTMCarry, u: jax.Array) -> LSTMCarry:
+        """One step: carry (c, h), u = projected input [4H] -> carry'."""
+        c, h = carry
+        i, f, g, o = jnp.split(u + h @ self.recurrent, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+    def _carries(self, x: jax.Array, start: jax.Array, carry: LSTMCarry) -> LSTMCarry:
+        check_tape(type(self).__name__, x, start)
+        u = self.input_proj(x)
+        return fold_with_resets(self.cell, u, start, carry, self.initialize_carry())
+
+    def __call__(
+        self, x: jax.Array, start: jax.Array, carry: LSTMCarry
+    ) -> tuple[jax.Array, LSTMCarry]:
+        """x: [T, F], start: [T] bool, carry (c, h) -> (y [T, H], carry)."""
+        cs, hs = self._carries(x, start, carry)
+        return hs, (cs[-1], hs[-1])
+
+    def with_next(
+        self, x: jax.Array, start: jax.Array, carry: LSTMCarry, next_x: jax.Array
+    ) -> tuple[jax.Array, jax.Array, LSTMCarry]:
+        """Also y_next[t]: one more cell step from the carry after x[t] on next_x[t]."""
+        cs, hs = self._carries(x, start, carry)
+        _, h_next = jax.vmap(self.cell)((cs, hs), self.input_proj(next_x))
+        return hs, h_next, (cs[-1], hs[-1])

@@ -1,0 +1,141 @@
+"""Discounted returns and GAE as memoroids over a tape of concatenated episodes.
+
+Both are the backward recurrence `u_t = b_t + a_t u_{t+1}`, cut where an episode ends
+(`u_{t+1} := 0` after the last step of an episode and after the tape's last step). Read
+backwards in time, the steps are affine maps `v -> b + a v` and the prefix products of
+their composition form a monoid,
+
+    (A, B) • (a, b) = (a A, b + a B)          identity (1, 0),
+
+which the resettable scan of `rlmem.memory.memoroid` restarts at every episode end. So
+returns reuse `scan_states` and both its strategies (associative or sequential).
+
+Flags follow `rlmem.types`: `terminated[t]` ends an episode with no bootstrap;
+`truncated[t]` ends it with a bootstrap from `next_value[t] = V(next_obs[t])`; the tape's
+last step is cut by the tape and also bootstraps from `next_value[-1]` unless terminated.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rlmem.memory.memoroid import scan_states
+
+
+def _affine_combine(left, right):
+    """Compose two reverse-time affine maps: apply `left` (later steps) inside `right`."""
+    scale_l, offset_l = left
+    scale_r, offset_r = right
+    return scale_r * scale_l, offset_r + scale_r * offset_l
+
+
+def reverse_affine_scan(
+    scale: jax.Array, offset: jax.Array, end: jax.Array, strategy: str = "auto"
+) -> jax.Array:
+    """u_t = offset_t + scale_t u_{t+1}, with u_{t+1} = 0 where end[t] (and after T-1).
+
+    Args:
+      scale, offset: `[T]` float.
+      end: `[T]` bool, True on the last step of an episode.
+      strategy: "auto" | "associative" | "sequential" (see `scan_states`).
+
+    Returns:
+      u: `[T]`.
+    """
+    end = jnp.asarray(end, bool).at[-1].set(True)
+    elements = (scale[::-1], offset[::-1])
+    identity = (jnp.ones((), scale.dtype), jnp.zeros((), offset.dtype))
+    _, values = scan_states(_affine_combine, elements, end[::-1], identity, strategy)
+    return values[::-1]
+
+
+def _check(name: str, value, length: int | None, what: str = "[T]"):
+    value = jnp.asarray(value)
+    if value.ndim != 1 or (length is not None and value.shape[0] != length):
+        raise ValueError(f"{name} must be {what} like reward, got shape {value.shape}")
+    return value
+
+
+def _check_rate(name: str, value) -> None:
+    if isinstance(value, int | float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def _flags(reward, terminated, truncated):
+    reward = jnp.asarray(reward)
+    if reward.ndim != 1 or reward.shape[0] == 0:
+        raise ValueError(f"reward must be [T] with T >= 1 (vmap over tapes), got {reward.shape}")
+    length = reward.shape[0]
+    terminated = _check("terminated", terminated, length).astype(bool)
+    truncated = _check("truncated", truncated, length).astype(bool)
+    end = (terminated | truncated).at[-1].set(True)
+    return reward.astype(jnp.float32), terminated, end
+
+
+def discounted_returns(
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: float,
+    next_value: jax.Array | None = None,
+    strategy: str = "auto",
+) -> jax.Array:
+    """Discounted return of every step within its own episode of the tape.
+
+    `G_t = r_t + γ G_{t+1}` inside an episode; at an episode's last step
+    `G_t = r_t` if terminated, else `r_t + γ next_value[t]` (truncation or tape end;
+    `next_value` defaults to zeros).
+
+    Args:
+      reward, terminated, truncated: `[T]`.
+      gamma: discount in [0, 1].
+      next_value: `[T]` V(next_obs), or None.
+      strategy: "auto" | "associative" | "sequential".
+
+    Returns:
+      returns: `[T]` float32.
+    """
+    _check_rate("gamma", gamma)
+    reward, terminated, end = _flags(reward, terminated, truncated)
+    bootstrap = jnp.zeros_like(reward)
+    if next_value is not None:
+        next_value = _check("next_value", next_value, reward.shape[0])
+        bootstrap = jnp.where(end & ~terminated, next_value, 0.0)
+    scale = jnp.full_like(reward, gamma)
+    return reverse_affine_scan(scale, reward + gamma * bootstrap, end, strategy)
+
+
+def gae(
+    reward: jax.Array,
+    value: jax.Array,
+    next_value: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: float,
+    lam: float,
+    strategy: str = "auto",
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation (Schulman et al. 2016) over a tape.
+
+    `δ_t = r_t + γ (1 - terminated_t) next_value_t - value_t`,
+    `A_t = δ_t + γ λ A_{t+1}` inside an episode, `A_t = δ_t` at its last step.
+
+    Args:
+      reward, value, next_value, terminated, truncated: `[T]`.
+      gamma, lam: in [0, 1].
+      strategy: "auto" | "associative" | "sequential".
+
+    Returns:
+      (advantage, target): `[T]` each, `target = advantage + value` (the λ-return).
+    """
+    _check_rate("gamma", gamma)
+    _check_rate("lam", lam)
+    reward, terminated, end = _flags(reward, terminated, truncated)
+    value = _check("value", value, reward.shape[0])
+    next_value = _check("next_value", next_value, reward.shape[0])
+    delta = reward + gamma * jnp.where(terminated, 0.0, next_value) - value
+    advantage = reverse_affine_scan(
+        jnp.full_like(delta, gamma * lam), delta, end, strategy
+    )
+    return advantage, advantage + value

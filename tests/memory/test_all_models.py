@@ -1,0 +1,106 @@
+"""The generic memory-model properties (tests/memory/properties.py) for every registered name.
+
+Small settings per model keep compile times low; a model whose module does not import yet
+is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from rlmem.memory import MEMORY_MODELS, memory_class
+from rlmem.memory.registry import model_fields
+from tests.memory.properties import MemoryModelChecks
+
+SEQUENTIAL_ONLY = {"gru", "lstm", "mlp"}
+# Residual stacks whose layer's test file already compares the strategies on long tapes.
+LONG_PER_LAYER = {"lru", "s5", "s6"}
+LONG = 512  # long-tape agreement of the two strategies (benchmarks go to 10^5)
+
+# Small sizes for every setting a model may have; only the ones a model takes are used.
+SMALL = {
+    "output_size": 8,
+    "key_size": 4,
+    "value_size": 4,
+    "trace_size": 4,
+    "context_size": 2,
+    "d_model": 8,
+    "d_hidden": 4,
+    "d_state": 4,
+    "state_size": 4,
+    "num_layers": 2,
+    "num_heads": 2,
+}
+
+
+def load(name: str):
+    try:
+        return memory_class(name)
+    except ImportError as err:  # a model another helper has not delivered yet
+        pytest.skip(f"{name}: {MEMORY_MODELS[name]} does not import yet ({err})")
+
+
+@pytest.fixture(scope="module", params=sorted(MEMORY_MODELS))
+def checks(request) -> MemoryModelChecks:
+    cls = load(request.param)
+    fields = model_fields(cls)
+    settings = {k: v for k, v in SMALL.items() if k in fields}
+    checks = MemoryModelChecks(functools.partial(cls, **settings), input_size=3, length=16)
+    checks.name = request.param
+    return checks
+
+
+def test_interface(checks):
+    checks.check_interface()
+
+
+def test_monoid(checks):
+    checks.check_monoid(seed=1)
+
+
+def test_strategies(checks):
+    checks.check_strategies(seed=2)
+
+
+def test_strategies_long_tape(checks):
+    if checks.name in SEQUENTIAL_ONLY:
+        pytest.skip("one evaluation order only: the strategies share all code")
+    if checks.name in LONG_PER_LAYER:
+        pytest.skip("long tapes are checked per layer in its own test file (stack: -m slow)")
+    checks.check_strategies(seed=3, length=LONG, scale=5.0)
+
+
+def test_python_loop(checks):
+    checks.check_python_loop(seed=4)
+
+
+def test_no_leakage(checks):
+    # The parallel scan is where a reset could leak; the fold is checked in the slow run.
+    checks.check_no_leakage(seed=5, strategies=("associative",))
+
+
+@pytest.mark.slow
+def test_no_leakage_sequential(checks):
+    checks.check_no_leakage(seed=5, strategies=("sequential",))
+
+
+def test_split(checks):
+    # The sequential fold's carry hand-over is covered by test_strategies + test_python_loop.
+    checks.check_split(seed=6, strategies=("associative",))
+
+
+def test_with_next(checks):
+    checks.check_with_next(seed=7, strategies=("associative",))
+
+
+def test_acting(checks):
+    checks.check_acting(seed=8)
+
+
+@pytest.mark.slow
+def test_strategies_very_long_tape(checks):
+    if checks.name in SEQUENTIAL_ONLY:
+        pytest.skip("one evaluation order only: the strategies share all code")
+    checks.check_strategies(seed=9, length=10_000, scale=10.0)
