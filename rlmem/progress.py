@@ -1,7 +1,8 @@
 """A one-line terminal progress bar: steps, steps/s, ETA and the latest eval return.
 
 Updated by the runner between compiled chunks. It draws only when the stream is a TTY, so
-logs of batch jobs (Slurm, CI, pipes) stay free of carriage-return noise.
+logs of batch jobs (Slurm, CI, pipes) stay free of carriage-return noise; there it writes
+the same text as a plain line at most every `log_interval` seconds instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Progress:
       stream: where to draw (default stdout).
       enabled: force on/off; default: on only when `stream` is a TTY.
       width: characters of the bar itself.
+      log_interval: when the bar is off, seconds between plain progress lines (None: never).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Progress:
         stream: TextIO | None = None,
         enabled: bool | None = None,
         width: int = 24,
+        log_interval: float | None = 30.0,
     ):
         self.total = int(total)
         self.initial = int(initial)
@@ -57,6 +60,8 @@ class Progress:
             enabled = bool(isatty and isatty())
         self.enabled = enabled
         self.width = width
+        self.log_interval = log_interval
+        self._last_log = time.perf_counter()
         self.eval_return: float | None = None
         # The rate is measured from the first update on: the first chunk includes the
         # compilation, which would make the ETA far too pessimistic.
@@ -98,6 +103,12 @@ class Progress:
             self.eval_return = float(eval_return)
         if self.enabled:
             self.stream.write("\r" + self.line())
+            self.stream.flush()
+        elif self.log_interval is not None and (
+            time.perf_counter() - self._last_log >= self.log_interval or self.steps >= self.total
+        ):
+            self._last_log = time.perf_counter()
+            self.stream.write("rlmem: " + self.line() + "\n")
             self.stream.flush()
 
     def close(self) -> None:

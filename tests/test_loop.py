@@ -194,10 +194,13 @@ def test_periods_per_chunk():
 
 def test_progress_bar():
     quiet = io.StringIO()
-    bar = Progress(1000, stream=quiet)  # not a TTY: draws nothing
+    bar = Progress(1000, stream=quiet)  # not a TTY: no bar, plain lines at most every 30 s
     bar.update(500, 0.25)
     bar.close()
     assert quiet.getvalue() == ""
+    bar.update(1000)  # the last update always leaves a line in batch logs
+    assert quiet.getvalue().startswith("rlmem: [") and quiet.getvalue().count("\n") == 1
+    assert "\r" not in quiet.getvalue()
     loud = io.StringIO()
     bar = Progress(1000, stream=loud, enabled=True)
     bar.update(100, 0.25)  # the first update (compilation included) sets the baseline
