@@ -8,6 +8,8 @@ this module draws the progress bar, logs every period's metrics per seed
 (`rlmem.metrics.MetricsLogger`), and saves the whole loop state every
 `checkpoint.interval` env steps and at the end (`rlmem.checkpoint.Checkpointer`). A run
 directory that already holds a checkpoint is resumed from it when `checkpoint.resume`.
+With several local devices the seed axis of the state is sharded over them
+(`rlmem.sharding`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from rlmem.config import Experiment
 from rlmem.loop import LoopState
 from rlmem.progress import Progress
+from rlmem.sharding import keep_sharded, shard_seeds
 
 # Keys that do not change what a checkpoint holds: a run may be resumed with other values.
 RUN_ONLY_KEYS = {
@@ -56,6 +59,13 @@ def periods_per_chunk(total_periods: int, wanted: int) -> int:
     same static length and the loop compiles once."""
     wanted = max(1, min(wanted, total_periods))
     return max(d for d in range(1, wanted + 1) if total_periods % d == 0)
+
+
+def batching_label(batching: dict) -> str:
+    """`tape`, or `segment_l<L>` (the preset's name) so W&B groups keep lengths apart."""
+    if batching["mode"] == "segment":
+        return f"segment_l{batching['segment_length']}"
+    return str(batching["mode"])
 
 
 def _log_chunk(logger, metrics: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
@@ -113,8 +123,11 @@ def run(
         restored, _meta = checkpointer.restore(state)
         state = jax.tree.map(jnp.asarray, restored)
         say(f"rlmem: resumed from checkpoint at env step {checkpointer.latest_step()}")
+    state, sharding, placement = shard_seeds(state, len(exp.seeds))
+    if placement:
+        say(f"rlmem: {placement}")
 
-    names = (cfg["env"]["name"], cfg["memory"]["name"], cfg["batching"]["mode"],
+    names = (cfg["env"]["name"], cfg["memory"]["name"], batching_label(cfg["batching"]),
              cfg["algo"]["name"])
     logger = MetricsLogger(
         run_dir,
@@ -145,6 +158,7 @@ def run(
             n = min(chunk, total_periods - done_periods)
             t0 = time.perf_counter()
             state, metrics = loop.run_chunk(state, n)
+            state = keep_sharded(state, sharding)  # no recompile from a changed placement
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
             done_periods += n
