@@ -188,8 +188,10 @@ class MetricsLogger:
             data = data[os.write(self._fd, data):]
         self.last_step = step
         for run, row in zip(self.runs, rows, strict=False):  # no runs when disabled
+            # commit=True: W&B otherwise holds a row until the next step, and a kill right
+            # after this call would drop it from the W&B run (the jsonl has it already).
             run.log({k: v for k, v in row.items()
-                     if k not in ("step", "seed") and v is not None}, step=step)
+                     if k not in ("step", "seed") and v is not None}, step=step, commit=True)
 
     def close(self) -> None:
         """Finish the W&B runs and close the file (idempotent)."""
