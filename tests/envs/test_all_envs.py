@@ -1,7 +1,6 @@
 """Every POPGym id (and a few gymnax ids): made, jitted and vmapped over 1,024 envs, with
 stable shapes/dtypes and the same wrapped spaces as popgym's wrapper stack."""
 
-import importlib
 
 import gymnasium as gym
 import jax
@@ -11,7 +10,7 @@ import popgym.envs as pe
 import pytest
 from popgym.wrappers import Antialias, DiscreteAction, Flatten, PreviousAction
 
-from rlmem.envs import POPGYM_IDS, make, registry, spaces
+from rlmem.envs import POPGYM_IDS, make, spaces
 
 NUM_ENVS = 1024
 NUM_STEPS = 2  # lax.scan itself fails if a step changes a shape or dtype
@@ -22,13 +21,7 @@ DEFAULT_IDS = tuple(i for i in POPGYM_IDS if i.endswith("Easy"))
 SLOW_IDS = tuple(i for i in POPGYM_IDS if not i.endswith("Easy"))
 
 
-def _make_or_skip(name, **kwargs):
-    if name in POPGYM_IDS:
-        module = registry.popgym_spec(name)[0]
-        try:
-            importlib.import_module(f"rlmem.envs.popgym.{module}")
-        except ImportError as err:  # another helper's family is not there yet
-            pytest.skip(f"rlmem.envs.popgym.{module} missing: {err}")
+def _make(name, **kwargs):
     return make(name, **kwargs)
 
 
@@ -59,7 +52,7 @@ def _rollout_fn(env, params):
 @pytest.mark.parametrize("name", [
     *DEFAULT_IDS, *GYMNAX_IDS, *(pytest.param(i, marks=pytest.mark.slow) for i in SLOW_IDS)])
 def test_jit_vmap_1024_envs(name):
-    env, params = _make_or_skip(name)
+    env, params = _make(name)
     space = env.observation_space(params)
     assert isinstance(space, spaces.Box) and len(space.shape) == 1
     reset_obs, (obs, reward, terminated, truncated) = _rollout_fn(env, params)(
@@ -88,7 +81,7 @@ def _popgym_wrapped(name, previous_action):
 @pytest.mark.parametrize("previous_action", [False, True])
 @pytest.mark.parametrize("name", POPGYM_IDS)
 def test_wrapped_spaces_match_popgym(name, previous_action):
-    env, params = _make_or_skip(name, previous_action=previous_action)
+    env, params = _make(name, previous_action=previous_action)
     pop_env = _popgym_wrapped(name, previous_action)
     ours, theirs = env.observation_space(params), pop_env.observation_space
     assert ours.shape == theirs.shape
@@ -100,7 +93,7 @@ def test_wrapped_spaces_match_popgym(name, previous_action):
         assert env.num_actions == theirs_a.n
     else:  # Box actions (Pendulum): discretised by default, popgym's Box with bins=None
         assert isinstance(ours_a, spaces.Discrete) and ours_a.n == 5 ** theirs_a.shape[0]
-        box_env, _ = _make_or_skip(name, previous_action=previous_action, action_bins=None)
+        box_env, _ = _make(name, previous_action=previous_action, action_bins=None)
         box = box_env.action_space(params)
         assert box.shape == theirs_a.shape
         np.testing.assert_allclose(box.low, theirs_a.low)
