@@ -43,8 +43,9 @@ from flax import struct
 
 from rlmem.agents import batching as bt
 from rlmem.agents.base import Rollout
+from rlmem.agents.checks import check_positive_ints, check_unit_interval
 from rlmem.agents.networks import broadcast_carry, init_params, q_network, step_network
-from rlmem.agents.optim import make_optimizer, polyak_update
+from rlmem.agents.optim import gradient_step, make_optimizer, polyak_update
 from rlmem.agents.schedules import epsilon as epsilon_schedule
 from rlmem.agents.schedules import epsilon_greedy
 from rlmem.data.tape import TapeStore, add, init_store
@@ -166,11 +167,12 @@ class DQN:
         num_blocks: int = 2,
     ):
         bt.check_mode(batching, initial_state, burn_in)
-        _positive(obs_size=obs_size, num_actions=num_actions, num_envs=num_envs,
-                  batch_size=batch_size, segment_length=segment_length,
-                  updates_per_learn=updates_per_learn, hidden_size=hidden_size)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        check_positive_ints(
+            obs_size=obs_size, num_actions=num_actions, num_envs=num_envs,
+            batch_size=batch_size, segment_length=segment_length,
+            updates_per_learn=updates_per_learn, hidden_size=hidden_size,
+        )
+        check_unit_interval(gamma=gamma)
         if target_delay < 1:
             raise ValueError(
                 f"target_delay must be >= 1 (tau = 1/target_delay), got {target_delay!r}"
@@ -335,13 +337,10 @@ class DQN:
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
         """Sample, one optimiser step, Polyak target update. Returns (state, metrics)."""
         batch, carry = self.sample(state.store, key)
-        (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch, carry
+        params, opt_state, metrics = gradient_step(
+            self.optimizer, self.loss, state.params, state.opt_state,
+            state.target_params, batch, carry,
         )
-        metrics["loss"] = loss
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics["grad_norm"] = optax.tree.norm(grads)
         return (
             state.replace(
                 params=params,
@@ -351,9 +350,3 @@ class DQN:
             ),
             metrics,
         )
-
-
-def _positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")

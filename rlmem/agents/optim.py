@@ -1,4 +1,4 @@
-"""The paper's optimiser and target-network update.
+"""The paper's optimiser, one gradient step with it, and the target-network update.
 
     zero_nans -> clip_by_global_norm(max_grad_norm) -> adamw(lr, eps, weight_decay) -> warm-up
 
@@ -10,6 +10,7 @@ to its full value at update `warmup_updates` and the very first update already m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -72,6 +73,26 @@ def set_learning_rate(opt_state: PyTree, learning_rate: float | jax.Array) -> Py
     states = list(opt_state)
     states[_ADAM_INDEX] = adam._replace(hyperparams=hyper)
     return tuple(states)
+
+
+def gradient_step(
+    optimizer: optax.GradientTransformation,
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    params: PyTree,
+    opt_state: PyTree,
+    *args: Any,
+) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
+    """One optimiser step on `loss_fn(params, *args) -> (loss [], metrics)`.
+
+    Returns:
+      `(params, opt_state, metrics)`: the updated parameters and optimiser state, and the
+      loss's metrics plus `"loss"` and `"grad_norm"` (global norm of the raw gradients,
+      before clipping).
+    """
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return optax.apply_updates(params, updates), opt_state, metrics
 
 
 def polyak_update(target: PyTree, online: PyTree, tau: float) -> PyTree:

@@ -28,14 +28,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import linen as nn
 from flax import struct
 
 from rlmem.agents import batching as bt
 from rlmem.agents.base import Rollout
+from rlmem.agents.checks import check_positive_ints, check_unit_interval
 from rlmem.agents.networks import actor_critic, broadcast_carry, init_params, step_network
-from rlmem.agents.optim import make_optimizer
+from rlmem.agents.optim import gradient_step, make_optimizer
 from rlmem.memory.returns import gae
 from rlmem.types import Transition
 
@@ -167,16 +167,12 @@ class PPO:
         num_blocks: int = 2,
     ):
         bt.check_mode(batching, initial_state if batching == "segment" else "zero")
-        for name, value in dict(
+        check_positive_ints(
             obs_size=obs_size, num_actions=num_actions, segment_length=segment_length,
             update_epochs=update_epochs, num_minibatches=num_minibatches,
             hidden_size=hidden_size,
-        ).items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in dict(gamma=gamma, gae_lambda=gae_lambda).items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        )
+        check_unit_interval(gamma=gamma, gae_lambda=gae_lambda)
         if clip_eps <= 0:
             raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
         self.network = actor_critic(memory, num_actions, hidden_size, num_blocks)
@@ -329,14 +325,12 @@ class PPO:
     ) -> tuple[PPOState, dict[str, jax.Array]]:
         """One optimiser step on a minibatch `(units [k, S], carry [k, ...])`."""
         units, carry = minibatch
-        (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, units, carry
+        params, opt_state, metrics = gradient_step(
+            self.optimizer, self.loss, state.params, state.opt_state, units, carry
         )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
         return (
             state.replace(
-                params=optax.apply_updates(state.params, updates),
+                params=params,
                 opt_state=opt_state,
                 updates=state.updates + 1,
             ),

@@ -94,13 +94,47 @@ def _append_space(space: spaces.Space, extra: spaces.Space) -> spaces.Tuple:
     return spaces.Tuple([space, extra])
 
 
+class StateWrapper(Wrapper):
+    """A wrapper with a state of its own that holds the wrapped env's as `env_state`."""
+
+    def get_obs(self, state, params=None, key=None):
+        return self._env.get_obs(state.env_state, params, key)
+
+    def is_truncated(self, state, params) -> jax.Array:
+        return self._env.is_truncated(state.env_state, params)
+
+
+class AppendToObservation(StateWrapper):
+    """Appends one value kept in the state to the wrapped env's observation (`_append`).
+
+    Subclasses define `extra(state)`, the appended value, and `extra_space(params)`, its
+    space, besides `step_env` and `reset_env`.
+    """
+
+    def extra(self, state) -> jax.Array:
+        raise NotImplementedError
+
+    def extra_space(self, params=None) -> spaces.Space:
+        raise NotImplementedError
+
+    def _observe(self, obs: Any, state, params) -> tuple:
+        """The wrapped env's `obs` with `extra(state)` appended."""
+        return _append(self._env.observation_space(params), obs, self.extra(state))
+
+    def get_obs(self, state, params=None, key=None):
+        return self._observe(super().get_obs(state, params, key), state, params)
+
+    def observation_space(self, params=None):
+        return _append_space(self._env.observation_space(params), self.extra_space(params))
+
+
 @struct.dataclass
 class PreviousActionState:
     env_state: Any
     prev_action: jax.Array
 
 
-class PreviousAction(Wrapper):
+class PreviousAction(AppendToObservation):
     """Append the previous action to the observation (popgym's `PreviousAction`).
 
     On reset the appended action is popgym's null action: zeros of the action's shape
@@ -115,25 +149,19 @@ class PreviousAction(Wrapper):
         obs, env_state, reward, terminated, info = self._env.step_env(
             key, state.env_state, action, params)
         action = jnp.asarray(action, state.prev_action.dtype).reshape(state.prev_action.shape)
-        space = self._env.observation_space(params)
-        return (_append(space, obs, action), PreviousActionState(env_state, action), reward,
-                terminated, info)
+        state = PreviousActionState(env_state, action)
+        return self._observe(obs, state, params), state, reward, terminated, info
 
     def reset_env(self, key, params):
         obs, env_state = self._env.reset_env(key, params)
-        null = self._null_action(params)
-        space = self._env.observation_space(params)
-        return _append(space, obs, null), PreviousActionState(env_state, null)
+        state = PreviousActionState(env_state, self._null_action(params))
+        return self._observe(obs, state, params), state
 
-    def get_obs(self, state, params=None, key=None):
-        obs = self._env.get_obs(state.env_state, params, key)
-        return _append(self._env.observation_space(params), obs, state.prev_action)
+    def extra(self, state) -> jax.Array:
+        return state.prev_action
 
-    def is_truncated(self, state, params) -> jax.Array:
-        return self._env.is_truncated(state.env_state, params)
-
-    def observation_space(self, params=None):
-        return _append_space(self._env.observation_space(params), self._env.action_space(params))
+    def extra_space(self, params=None) -> spaces.Space:
+        return self._env.action_space(params)
 
 
 @struct.dataclass
@@ -142,31 +170,25 @@ class AntialiasState:
     is_first: jax.Array
 
 
-class Antialias(Wrapper):
+class Antialias(AppendToObservation):
     """Append a Discrete(2) flag that is 1 on the reset observation only (popgym's)."""
 
     def step_env(self, key, state, action, params):
         obs, env_state, reward, terminated, info = self._env.step_env(
             key, state.env_state, action, params)
-        space = self._env.observation_space(params)
-        flag = jnp.int32(0)
-        return _append(space, obs, flag), AntialiasState(env_state, flag), reward, terminated, info
+        state = AntialiasState(env_state, jnp.int32(0))
+        return self._observe(obs, state, params), state, reward, terminated, info
 
     def reset_env(self, key, params):
         obs, env_state = self._env.reset_env(key, params)
-        flag = jnp.int32(1)
-        return _append(self._env.observation_space(params), obs, flag), AntialiasState(
-            env_state, flag)
+        state = AntialiasState(env_state, jnp.int32(1))
+        return self._observe(obs, state, params), state
 
-    def get_obs(self, state, params=None, key=None):
-        obs = self._env.get_obs(state.env_state, params, key)
-        return _append(self._env.observation_space(params), obs, state.is_first)
+    def extra(self, state) -> jax.Array:
+        return state.is_first
 
-    def is_truncated(self, state, params) -> jax.Array:
-        return self._env.is_truncated(state.env_state, params)
-
-    def observation_space(self, params=None):
-        return _append_space(self._env.observation_space(params), spaces.Discrete(2))
+    def extra_space(self, params=None) -> spaces.Space:
+        return spaces.Discrete(2)
 
 
 class FlattenObservation(Wrapper):
@@ -262,7 +284,7 @@ class EpisodeStatisticsState:
     episode_length: jax.Array
 
 
-class EpisodeStatistics(Wrapper):
+class EpisodeStatistics(StateWrapper):
     """Running return and length; `info` reports them for episodes that just ended.
 
     `info["episode_done"]` (bool) marks the steps that end an episode (terminated or
@@ -291,12 +313,6 @@ class EpisodeStatistics(Wrapper):
     def reset_env(self, key, params):
         obs, env_state = self._env.reset_env(key, params)
         return obs, EpisodeStatisticsState(env_state, jnp.float32(0.0), jnp.int32(0))
-
-    def get_obs(self, state, params=None, key=None):
-        return self._env.get_obs(state.env_state, params, key)
-
-    def is_truncated(self, state, params) -> jax.Array:
-        return self._env.is_truncated(state.env_state, params)
 
 
 def completed_episode_means(info: dict) -> dict[str, jax.Array]:

@@ -26,12 +26,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.lru import affine_combine, affine_identity
-from rlmem.memory.memoroid import SCAN_STRATEGIES, Memoroid, State
-from rlmem.memory.stack import check_positive
+from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_scan, check_sizes
 
 
-class GatedLinearAttention(Memoroid):
+class GatedLinearAttention(AffineMemoroid):
     """Multi-head gated linear attention with resets.
 
     Attributes:
@@ -52,7 +50,7 @@ class GatedLinearAttention(Memoroid):
 
     @nn.nowrap
     def _check(self) -> None:
-        check_positive(
+        check_sizes(
             "GatedLinearAttention",
             key_size=self.key_size,
             value_size=self.value_size,
@@ -64,10 +62,7 @@ class GatedLinearAttention(Memoroid):
                 f"GatedLinearAttention: gate_temperature must be >= 1, "
                 f"got {self.gate_temperature!r}"
             )
-        if self.scan not in SCAN_STRATEGIES:
-            raise ValueError(
-                f"GatedLinearAttention: scan must be one of {SCAN_STRATEGIES}, got {self.scan!r}"
-            )
+        check_scan("GatedLinearAttention", self.scan)
 
     def setup(self):
         self._check()
@@ -95,9 +90,6 @@ class GatedLinearAttention(Memoroid):
         k, v = self._heads(k, self.key_size), self._heads(v, self.value_size)
         alpha = self._heads(alpha, self.key_size)[..., None]
         return alpha, k[..., :, None] * v[..., None, :]
-
-    def combine(self, left: State, right: State) -> State:
-        return affine_combine(left, right)
 
     def readout(self, h: State, x: jax.Array) -> jax.Array:
         """h: (α, S) [T, heads, K, V], x: [T, F] -> y [T, output_size]."""

@@ -16,24 +16,16 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.memoroid import check_scan, check_sizes, check_tape, fold_with_resets
+from rlmem.memory.baseline import FoldedCell
 
 
-class GRU(nn.Module):
+class GRU(FoldedCell):
     """GRU over a tape with resets.
 
     Attributes:
       output_size: H, the hidden (and output) size.
       scan: accepted and validated, ignored (always sequential).
     """
-
-    output_size: int = 256
-    scan: str = "auto"
-
-    def __post_init__(self):
-        check_sizes("GRU", output_size=self.output_size)
-        check_scan("GRU", self.scan)
-        super().__post_init__()
 
     def setup(self):
         size = self.output_size
@@ -56,22 +48,6 @@ class GRU(nn.Module):
         n = jnp.tanh(u_n + r * (h @ self.recurrent[2] + self.recurrent_bias))
         return (1.0 - z) * n + z * h
 
-    def _carries(self, x: jax.Array, start: jax.Array, carry: jax.Array) -> jax.Array:
-        check_tape(type(self).__name__, x, start)
-        u = self.input_proj(x)
-        return fold_with_resets(self.cell, u, start, carry, self.initialize_carry())
-
-    def __call__(
-        self, x: jax.Array, start: jax.Array, carry: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
-        """x: [T, F], start: [T] bool, carry: [H] -> (y [T, H], carry [H])."""
-        hs = self._carries(x, start, carry)
-        return hs, hs[-1]
-
-    def with_next(
-        self, x: jax.Array, start: jax.Array, carry: jax.Array, next_x: jax.Array
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Also y_next[t]: one more cell step from the carry after x[t] on next_x[t]."""
-        hs = self._carries(x, start, carry)
-        h_next = jax.vmap(self.cell)(hs, self.input_proj(next_x))
-        return hs, h_next, hs[-1]
+    def readout(self, hs: jax.Array) -> jax.Array:
+        """hs: [T, H] -> y = hs."""
+        return hs

@@ -10,8 +10,9 @@ any ν), `γ = exp(γ_log)` initialised to `sqrt(1 - |λ|²)` (keeps the state's
 and λ drawn uniformly on the ring `r_min <= |λ| <= r_max`, phase in `[0, max_phase]`.
 
 As a memoroid the element of step t is `(a, b) = (λ, γ ⊙ B u_t)`, and the state after a run
-of steps is `(λ^n, Σ_k λ^(n-1-k) b_k)`. `affine_combine` composes two such runs; it is the
-monoid of every diagonal linear recurrence here (LRU, S5, S6, gated linear attention).
+of steps is `(λ^n, Σ_k λ^(n-1-k) b_k)`. `rlmem.memory.memoroid.affine_combine` composes two
+such runs; it is the monoid of every diagonal linear recurrence here (LRU, S5, S6, gated
+linear attention, and the reverse scans of `rlmem.memory.returns`).
 """
 
 from __future__ import annotations
@@ -22,27 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.memoroid import Memoroid, State
-from rlmem.memory.stack import ResidualStack, check_positive
-
-
-def affine_combine(left: State, right: State) -> State:
-    """Compose two runs of a diagonal linear recurrence `h -> a ⊙ h + b`.
-
-    `left = (a1, b1)` happened first, `right = (a2, b2)` after it, so applying both is
-    `h -> a2 ⊙ (a1 ⊙ h + b1) + b2`: the earlier `b1` is decayed by the *later* `a2`.
-    (Multiplying `b2` by `a1` instead is the classic bug.) `a` may be smaller than `b` and
-    broadcast against it (e.g. `a: [K, 1]` decays the rows of `b: [K, V]`).
-    Identity: `(ones_like(a), zeros_like(b))`.
-    """
-    a1, b1 = left
-    a2, b2 = right
-    return a1 * a2, a2 * b1 + b2
-
-
-def affine_identity(a_shape: tuple, b_shape: tuple, dtype=jnp.float32) -> State:
-    """The identity `(1, 0)` of `affine_combine` for elements of the given shapes."""
-    return jnp.ones(a_shape, dtype), jnp.zeros(b_shape, dtype)
+from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_sizes
+from rlmem.memory.stack import ResidualStack
 
 
 def _complex_normal(key: jax.Array, shape: tuple, std: float) -> jax.Array:
@@ -51,7 +33,7 @@ def _complex_normal(key: jax.Array, shape: tuple, std: float) -> jax.Array:
     return jnp.stack([re, im], axis=-1)
 
 
-class LRULayer(Memoroid):
+class LRULayer(AffineMemoroid):
     """One LRU recurrence, `[T, d_model] -> [T, d_model]`, state `d_hidden` complex values.
 
     Attributes:
@@ -68,7 +50,7 @@ class LRULayer(Memoroid):
     max_phase: float = 2 * math.pi
 
     def setup(self):
-        check_positive("LRU", d_model=self.d_model, d_hidden=self.d_hidden)
+        check_sizes("LRU", d_model=self.d_model, d_hidden=self.d_hidden)
         if not 0.0 <= self.r_min < self.r_max <= 1.0:
             raise ValueError(
                 f"LRU: need 0 <= r_min < r_max <= 1, got r_min={self.r_min}, r_max={self.r_max}"
@@ -114,9 +96,6 @@ class LRULayer(Memoroid):
         b = (u.astype(jnp.complex64) @ B.T) * jnp.exp(self.gamma_log)
         a = jnp.broadcast_to(self.eigenvalues(), b.shape)
         return a, b
-
-    def combine(self, left: State, right: State) -> State:
-        return affine_combine(left, right)
 
     def readout(self, h: State, u: jax.Array) -> jax.Array:
         """h: (a, b) [T, d_hidden], u: [T, d_model] -> y [T, d_model] = Re(C b) + D u."""

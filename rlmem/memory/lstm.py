@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.memoroid import check_scan, check_sizes, check_tape, fold_with_resets
+from rlmem.memory.baseline import FoldedCell
 
 LSTMCarry = tuple[jax.Array, jax.Array]  # (c [H], h [H])
 
@@ -26,21 +26,13 @@ def init_gate_bias(key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype).at[size : 2 * size].set(1.0)
 
 
-class LSTM(nn.Module):
+class LSTM(FoldedCell):
     """LSTM over a tape with resets.
 
     Attributes:
       output_size: H, the hidden (and output) size; the cell state has the same size.
       scan: accepted and validated, ignored (always sequential).
     """
-
-    output_size: int = 256
-    scan: str = "auto"
-
-    def __post_init__(self):
-        check_sizes("LSTM", output_size=self.output_size)
-        check_scan("LSTM", self.scan)
-        super().__post_init__()
 
     def setup(self):
         size = self.output_size
@@ -62,22 +54,6 @@ class LSTM(nn.Module):
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         return c, jax.nn.sigmoid(o) * jnp.tanh(c)
 
-    def _carries(self, x: jax.Array, start: jax.Array, carry: LSTMCarry) -> LSTMCarry:
-        check_tape(type(self).__name__, x, start)
-        u = self.input_proj(x)
-        return fold_with_resets(self.cell, u, start, carry, self.initialize_carry())
-
-    def __call__(
-        self, x: jax.Array, start: jax.Array, carry: LSTMCarry
-    ) -> tuple[jax.Array, LSTMCarry]:
-        """x: [T, F], start: [T] bool, carry (c, h) -> (y [T, H], carry)."""
-        cs, hs = self._carries(x, start, carry)
-        return hs, (cs[-1], hs[-1])
-
-    def with_next(
-        self, x: jax.Array, start: jax.Array, carry: LSTMCarry, next_x: jax.Array
-    ) -> tuple[jax.Array, jax.Array, LSTMCarry]:
-        """Also y_next[t]: one more cell step from the carry after x[t] on next_x[t]."""
-        cs, hs = self._carries(x, start, carry)
-        _, h_next = jax.vmap(self.cell)((cs, hs), self.input_proj(next_x))
-        return hs, h_next, (cs[-1], hs[-1])
+    def readout(self, carries: LSTMCarry) -> jax.Array:
+        """carries (c, h) [T, H] -> y = h."""
+        return carries[1]

@@ -12,6 +12,10 @@ The **resettable transform** makes any memoroid restart at episode starts inside
 so `h_t` only ever combines the elements of its own episode. Nothing here substitutes the
 identity for the state at a reset: the reset keeps the new element itself, so a model whose
 `identity` were wrong would still scan correctly (and the property tests check `identity`).
+
+`affine_combine` is the monoid of a diagonal linear recurrence `h -> a ⊙ h + b`, shared by
+every such model (`AffineMemoroid`: LRU, S5, S6, gated linear attention) and by the reverse
+scans of `rlmem.memory.returns`.
 """
 
 from __future__ import annotations
@@ -133,6 +137,25 @@ def _expand(flags: jax.Array, like: jax.Array) -> jax.Array:
     return flags.reshape(flags.shape + (1,) * (like.ndim - flags.ndim))
 
 
+def affine_combine(left: State, right: State) -> State:
+    """Compose two runs of a diagonal linear recurrence `h -> a ⊙ h + b`.
+
+    `left = (a1, b1)` happened first, `right = (a2, b2)` after it, so applying both is
+    `h -> a2 ⊙ (a1 ⊙ h + b1) + b2`: the earlier `b1` is decayed by the *later* `a2`.
+    (Multiplying `b2` by `a1` instead is the classic bug.) `a` may be smaller than `b` and
+    broadcast against it (e.g. `a: [K, 1]` decays the rows of `b: [K, V]`).
+    Identity: `(ones_like(a), zeros_like(b))`.
+    """
+    a1, b1 = left
+    a2, b2 = right
+    return a1 * a2, a2 * b1 + b2
+
+
+def affine_identity(a_shape: tuple, b_shape: tuple, dtype=jnp.float32) -> State:
+    """The identity `(1, 0)` of `affine_combine` for elements of the given shapes."""
+    return jnp.ones(a_shape, dtype), jnp.zeros(b_shape, dtype)
+
+
 def check_sizes(owner: str, **sizes: int) -> None:
     """Raise a clear error unless every size is a positive int (called from `setup`)."""
     for name, value in sizes.items():
@@ -228,3 +251,13 @@ class Memoroid(nn.Module):
         states = scan_states(self.combine, self.lift(x), start, carry, self.scan)
         next_states = jax.vmap(self.combine)(states, self.lift(next_x))
         return self.readout(states, x), self.readout(next_states, next_x), last_state(states)
+
+
+class AffineMemoroid(Memoroid):
+    """A memoroid whose monoid is `affine_combine`: elements `(a, b)` of `h -> a ⊙ h + b`.
+
+    Subclasses define `identity` (usually `affine_identity(...)`), `lift` and `readout`.
+    """
+
+    def combine(self, left: State, right: State) -> State:
+        return affine_combine(left, right)

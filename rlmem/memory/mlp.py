@@ -11,24 +11,17 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.memoroid import check_scan, check_sizes, check_tape
+from rlmem.memory.baseline import Baseline
+from rlmem.memory.memoroid import check_tape
 
 
-class MLP(nn.Module):
+class MLP(Baseline):
     """Two Dense layers per step, no memory.
 
     Attributes:
       output_size: H, the hidden and output size.
       scan: accepted and validated, ignored (there is nothing to scan).
     """
-
-    output_size: int = 256
-    scan: str = "auto"
-
-    def __post_init__(self):
-        check_sizes("MLP", output_size=self.output_size)
-        check_scan("MLP", self.scan)
-        super().__post_init__()
 
     def setup(self):
         self.hidden = nn.Dense(self.output_size, name="hidden")

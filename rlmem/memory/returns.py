@@ -20,14 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlmem.memory.memoroid import scan_states
-
-
-def _affine_combine(left, right):
-    """Compose two reverse-time affine maps: apply `left` (later steps) inside `right`."""
-    scale_l, offset_l = left
-    scale_r, offset_r = right
-    return scale_r * scale_l, offset_r + scale_r * offset_l
+from rlmem.memory.memoroid import affine_combine, scan_states
 
 
 def reverse_affine_scan(
@@ -46,7 +39,9 @@ def reverse_affine_scan(
     end = jnp.asarray(end, bool).at[-1].set(True)
     elements = (scale[::-1], offset[::-1])
     identity = (jnp.ones((), scale.dtype), jnp.zeros((), offset.dtype))
-    _, values = scan_states(_affine_combine, elements, end[::-1], identity, strategy)
+    # In reversed time `u -> offset + scale * u` is a diagonal linear recurrence, so its
+    # monoid is the forward models' `affine_combine` (later steps come first).
+    _, values = scan_states(affine_combine, elements, end[::-1], identity, strategy)
     return values[::-1]
 
 

@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rlmem.memory.lru import affine_combine, affine_identity
-from rlmem.memory.memoroid import Memoroid, State
-from rlmem.memory.stack import ResidualStack, check_positive
+from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_sizes
+from rlmem.memory.stack import ResidualStack
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,7 +50,7 @@ def hippo_legs_normal(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.diag(s).mean() + 1j * mu, v
 
 
-class S5Layer(Memoroid):
+class S5Layer(AffineMemoroid):
     """One S5 system, `[T, d_model] -> [T, d_model]`, `d_state / 2` stored complex states.
 
     Attributes:
@@ -66,7 +65,7 @@ class S5Layer(Memoroid):
     dt_max: float = 1e-1
 
     def setup(self):
-        check_positive("S5", d_model=self.d_model, d_state=self.d_state)
+        check_sizes("S5", d_model=self.d_model, d_state=self.d_state)
         if self.d_state % 2:
             raise ValueError(f"S5: d_state must be even (conjugate pairs), got {self.d_state}")
         if not 0.0 < self.dt_min <= self.dt_max:
@@ -119,9 +118,6 @@ class S5Layer(Memoroid):
         lam_bar, b_bar = self.discretize()
         b = u.astype(jnp.complex64) @ b_bar.T
         return jnp.broadcast_to(lam_bar, b.shape), b
-
-    def combine(self, left: State, right: State) -> State:
-        return affine_combine(left, right)
 
     def readout(self, h: State, u: jax.Array) -> jax.Array:
         """h: (a, x) [T, d_state/2], u: [T, d_model] -> y [T, d_model]."""

@@ -26,12 +26,11 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.lru import affine_combine, affine_identity
-from rlmem.memory.memoroid import Memoroid, State
-from rlmem.memory.stack import ResidualStack, check_positive
+from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_sizes
+from rlmem.memory.stack import ResidualStack
 
 
-class S6Layer(Memoroid):
+class S6Layer(AffineMemoroid):
     """One selective SSM, `[T, d_model] -> [T, d_model]`, state `[d_model, d_state]`.
 
     Attributes:
@@ -52,7 +51,7 @@ class S6Layer(Memoroid):
         return self.dt_rank if self.dt_rank is not None else math.ceil(self.d_model / 16)
 
     def setup(self):
-        check_positive("S6", d_model=self.d_model, d_state=self.d_state, dt_rank=self.rank)
+        check_sizes("S6", d_model=self.d_model, d_state=self.d_state, dt_rank=self.rank)
         if not 0.0 < self.dt_min <= self.dt_max:
             raise ValueError(
                 f"S6: need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}"
@@ -90,9 +89,6 @@ class S6Layer(Memoroid):
         dt, b, _ = self._select(u)
         a_bar = jnp.exp(dt[..., None] * -jnp.exp(self.A_log))
         return a_bar, (dt * u)[..., None] * b[..., None, :]
-
-    def combine(self, left: State, right: State) -> State:
-        return affine_combine(left, right)
 
     def readout(self, h: State, u: jax.Array) -> jax.Array:
         """h: (a, h) [T, D, N], u: [T, D] -> y [T, D] = h C + D u."""

@@ -30,14 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.memoroid import SCAN_STRATEGIES, Memoroid, check_tape
-
-
-def check_positive(owner: str, **values: int) -> None:
-    """Raise a clear error for sizes that must be positive integers."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+from rlmem.memory.memoroid import Memoroid, check_scan, check_sizes, check_tape
 
 
 class ResidualBlock(nn.Module):
@@ -89,9 +82,8 @@ class ResidualStack(nn.Module):
     @nn.nowrap
     def _check(self) -> None:
         name = type(self).__name__
-        check_positive(name, d_model=self.d_model, num_layers=self.num_layers)
-        if self.scan not in SCAN_STRATEGIES:
-            raise ValueError(f"{name}: scan must be one of {SCAN_STRATEGIES}, got {self.scan!r}")
+        check_sizes(name, d_model=self.d_model, num_layers=self.num_layers)
+        check_scan(name, self.scan)
 
     def setup(self):
         self._check()

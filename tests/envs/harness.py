@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlmem.envs.popgym import deck
+
 
 def _default_obs_to_array(obs: Any) -> Any:
     if isinstance(obs, tuple):
@@ -149,9 +151,95 @@ def scan_rollout(env: Any, params: Any, key: jax.Array, policy: Callable[[Any], 
     return run(key)
 
 
+def guide_sampler(pop_env: Any, p_smart: float, smart: Callable[[np.random.Generator], Any]):
+    """Make `pop_env.action_space.sample()` return `smart(rng)` with probability `p_smart`
+    and a uniform action otherwise, drawing from the space's own `np_random` (so a seeded
+    episode stays reproducible). Used to steer random play into wins."""
+    space = pop_env.action_space
+    uniform = space.sample
+
+    def sample():
+        rng = space.np_random
+        if rng.random() >= p_smart:
+            return uniform()
+        return smart(rng)
+
+    space.sample = sample
+
+
+RESET_BATCH = 64  # one batch size everywhere, so each env's batched reset compiles once
+
+
+def batched_resets(envs: dict[str, Any]) -> Callable[..., tuple[Any, Any]]:
+    """Batched `reset_env` for distribution tests, compiled once per env.
+
+    Returns `resets(name, seed, num_batches=1) -> (obs, state)`: `num_batches *
+    RESET_BATCH` resets of `envs[name]` under its default params, numpy leaves with a
+    leading batch axis; batch `i` uses the keys split from `PRNGKey(seed + i)`.
+    """
+    reset = {name: jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))
+             for name, env in envs.items()}
+
+    def resets(name: str, seed: int, num_batches: int = 1) -> tuple[Any, Any]:
+        env = envs[name]
+        # Same key shapes for every call, so the eager key ops compile once too.
+        keys = [jax.random.split(jax.random.PRNGKey(seed + i), RESET_BATCH)
+                for i in range(num_batches)]
+        outs = [reset[name](k, env.default_params) for k in keys]
+        return jax.tree.map(lambda *x: np.concatenate(x), *outs)
+
+    return resets
+
+
 def episode_length(terminated: Any, truncated: Any) -> int:
     """Steps up to and including the first `terminated | truncated`; raises if none."""
     done = np.asarray(terminated) | np.asarray(truncated)
     if not done.any():
         raise AssertionError("episode never ended")
     return int(np.argmax(done)) + 1
+
+
+def deal_state_from_popgym(pop_env: Any, params: Any) -> deck.DealState:
+    """`Lockstep.state_from_popgym` of the single-deal card games (`deck.CardGame`)."""
+    return deck.DealState(time=jnp.int32(0),
+                          cards=jnp.asarray(deck.deal_order_from_popgym(pop_env.deck.idx)))
+
+
+# -- the control tasks (CartPole, Pendulum): popgym integrates in float64, JAX in float32 --
+
+
+class RecordResetObs:
+    """Mixin for a popgym env: remembers the last reset observation (popgym keeps no
+    record of the reset noise, which the JAX state carries)."""
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        self.reset_obs = obs
+        return obs, info
+
+
+class FixedNormals:
+    """Stands in for `np_random` for one step: `normal(loc, scale)` returns
+    `loc + scale * z` with `z` the standard normals JAX drew."""
+
+    def __init__(self, z):
+        self.z = np.asarray(z, np.float64)
+
+    def normal(self, loc, scale):
+        return loc + np.asarray(scale) * self.z
+
+
+def copy_physics_before_step(noisy: bool) -> Callable[..., None]:
+    """A `Lockstep.before_pop_step` for the control tasks.
+
+    Copies the JAX physics (float32, exact in float64) into popgym's `state`, so both take
+    one step from the same state and rounding drift cannot accumulate; for a noisy variant
+    it also makes popgym draw the Gaussian noise JAX draws from the step key.
+    """
+
+    def before_pop_step(pop, key, state, action):
+        pop.state = np.asarray(state.physics, np.float64)
+        if noisy:
+            pop.np_random = FixedNormals(jax.random.normal(key, (2,)))
+
+    return before_pop_step

@@ -7,15 +7,16 @@ import popgym.envs as pe
 import pytest
 
 from rlmem.envs.popgym import deck
-from rlmem.envs.popgym.autoencode import PLAY, WATCH, Autoencode, EnvState
-from tests.envs.harness import Lockstep, episode_length, run_lockstep, scan_rollout
+from rlmem.envs.popgym.autoencode import PLAY, WATCH, Autoencode
+from tests.envs.harness import (
+    Lockstep,
+    deal_state_from_popgym,
+    episode_length,
+    run_lockstep,
+    scan_rollout,
+)
 
 DIFFICULTIES = {"Easy": 1, "Medium": 2, "Hard": 3}
-
-
-def state_from_popgym(pop_env, params):
-    return EnvState(time=jnp.int32(0),
-                    cards=jnp.asarray(deck.deal_order_from_popgym(pop_env.deck.idx)))
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
@@ -23,7 +24,7 @@ def test_lockstep(difficulty):
     env = Autoencode(num_decks=DIFFICULTIES[difficulty])
     pop_env = getattr(pe, f"Autoencode{difficulty}")()
     episodes = {"Easy": 5, "Medium": 2, "Hard": 2}[difficulty]
-    steps = run_lockstep(Lockstep(env, env.default_params, pop_env, state_from_popgym),
+    steps = run_lockstep(Lockstep(env, env.default_params, pop_env, deal_state_from_popgym),
                          num_episodes=episodes, seed=13)
     assert steps == episodes * env.episode_length
 

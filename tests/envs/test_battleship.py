@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym.battleship import Battleship, EnvState
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import RESET_BATCH, Lockstep, batched_resets, guide_sampler, run_lockstep
 
 DIFFICULTIES = {
     "Easy": {"board_size": 8, "ship_sizes": (2, 3, 3, 4)},
@@ -19,17 +19,7 @@ DIFFICULTIES = {
     "Hard": {"board_size": 12, "ship_sizes": (2, 3, 3, 4)},
 }
 ENVS = {d: Battleship(**kw) for d, kw in DIFFICULTIES.items()}
-_reset = {d: jax.jit(jax.vmap(env.reset_env, in_axes=(0, None))) for d, env in ENVS.items()}
-# One batch size everywhere, so each difficulty's reset compiles once.
-_BATCH = 64
-
-
-def _resets(difficulty, seed, num_batches=1):
-    env = ENVS[difficulty]
-    # Same key shapes for every call, so the eager key ops compile once too.
-    keys = [jax.random.split(jax.random.PRNGKey(seed + i), _BATCH) for i in range(num_batches)]
-    states = [_reset[difficulty](k, env.default_params)[1] for k in keys]
-    return jax.tree.map(lambda *x: np.concatenate(x), *states)
+_resets = batched_resets(ENVS)
 
 
 def _pop(difficulty):
@@ -53,17 +43,12 @@ def _check_state(pop_env, state: EnvState) -> None:
 
 def _guide(pop_env, p_smart: float) -> None:
     """Make `action_space.sample()` fire at an unhit ship tile with probability `p_smart`."""
-    space = pop_env.action_space
-    uniform = space.sample
 
-    def sample():
-        rng = space.np_random
-        if rng.random() >= p_smart:
-            return uniform()
+    def fire_at_ship(rng):
         targets = np.argwhere((pop_env.board == 1) & (pop_env.guesses == 0))
         return targets[rng.integers(len(targets))].astype(np.int64)
 
-    space.sample = sample
+    guide_sampler(pop_env, p_smart, fire_at_ship)
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
@@ -125,7 +110,7 @@ def _tile_with_ships(board: np.ndarray, sizes: list[int]) -> bool:
 @given(seed=st.integers(0, 2**31 - 1))
 def test_reset_places_valid_ships(seed, difficulty):
     env = ENVS[difficulty]
-    state = _resets(difficulty, seed)
+    state = _resets(difficulty, seed)[1]
     for board in state.board:
         assert board.sum() == sum(env.ship_sizes), "ships overlap or are missing"
         assert _tile_with_ships(board, list(env.ship_sizes)), board.astype(int)
@@ -135,8 +120,8 @@ def test_reset_places_valid_ships(seed, difficulty):
 
 def test_reset_distribution_matches_popgym():
     """Per-tile ship frequency of JAX boards vs popgym's rejection sampler."""
-    pop_env, n = _pop("Easy"), 47 * _BATCH  # 3,008 boards
-    jax_freq = _resets("Easy", 1, num_batches=47).board.mean(0)
+    pop_env, n = _pop("Easy"), 47 * RESET_BATCH  # 3,008 boards
+    jax_freq = _resets("Easy", 1, num_batches=47)[1].board.mean(0)
     pop_freq = np.zeros_like(jax_freq)
     pop_env.reset(seed=0)
     for _ in range(n):

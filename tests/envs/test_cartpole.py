@@ -27,7 +27,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym import cartpole as cp
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import (
+    Lockstep,
+    RecordResetObs,
+    copy_physics_before_step,
+    run_lockstep,
+)
 
 # (popgym class, rlmem class, constructor kwargs) for every difficulty.
 CASES = {
@@ -69,16 +74,6 @@ def _make(name):
     return pop_cls, _JAX_ENVS[jax_cls], jax_cls(**kwargs).default_params
 
 
-class _Recording:
-    """Mixin for a popgym env: remembers the last reset observation (popgym keeps no
-    record of the reset noise, which the JAX state carries)."""
-
-    def reset(self, *, seed=None, options=None):
-        obs, info = super().reset(seed=seed, options=options)
-        self.reset_obs = obs
-        return obs, info
-
-
 def _intended_velocity_reset(pop_cls):
     """Popgym's VelocityOnlyCartPole with its reset bug fixed (velocities on reset too)."""
 
@@ -110,23 +105,12 @@ class _Balancer(Discrete):
         return int(0.05 * x + 0.2 * x_dot + 10.0 * theta + 1.5 * theta_dot > 0)
 
 
-class _Normals:
-    """Stands in for `np_random` for one step: `normal(loc, scale)` returns
-    `loc + scale * z` with `z` the standard normals JAX drew."""
-
-    def __init__(self, z):
-        self.z = np.asarray(z, np.float64)
-
-    def normal(self, loc, scale):
-        return loc + np.asarray(scale) * self.z
-
-
 def _lockstep(name, epsilon=0.5) -> Lockstep:
     pop_cls, env, params = _make(name)
     noisy = isinstance(env, cp.NoisyPositionOnlyCartPole)
     if name.startswith("VelocityOnly"):
         pop_cls = _intended_velocity_reset(pop_cls)
-    pop_env = type("Recorded", (_Recording, pop_cls), {})()
+    pop_env = type("Recorded", (RecordResetObs, pop_cls), {})()
     pop_env.action_space = _Balancer(pop_env, epsilon)
 
     def state_from_popgym(pop, params):
@@ -138,14 +122,10 @@ def _lockstep(name, epsilon=0.5) -> Lockstep:
         noise = jnp.asarray(pop.reset_obs - clean, jnp.float32)
         return cp.NoisyEnvState(time=jnp.int32(0), physics=physics, noise=noise)
 
-    def before_pop_step(pop, key, state, action):
-        pop.state = np.asarray(state.physics, np.float64)
-        if noisy:
-            pop.np_random = _Normals(jax.random.normal(key, (2,)))
-
     return Lockstep(
         jax_env=env, params=params, pop_env=pop_env, state_from_popgym=state_from_popgym,
-        action_to_jax=lambda a: jnp.int32(a), before_pop_step=before_pop_step, atol=1e-5,
+        action_to_jax=lambda a: jnp.int32(a), before_pop_step=copy_physics_before_step(noisy),
+        atol=1e-5,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import popgym.envs as pop
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 
 from rlmem.envs.popgym import deck
 from rlmem.envs.popgym.concentration import Concentration, EnvState
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import Lockstep, batched_resets, guide_sampler, run_lockstep
 
 # popgym difficulty -> constructor kwargs, as popgym's subclasses define them.
 DIFFICULTIES = {
@@ -50,13 +49,8 @@ def _guide(pop_env, p_smart: float) -> None:
 
     A smart move flips the partner of the card in play, or else a face-down card.
     """
-    space = pop_env.action_space
-    uniform = space.sample
 
-    def sample():
-        rng = space.np_random
-        if rng.random() >= p_smart:
-            return uniform()
+    def flip_partner(rng):
         values = pop_env.deck_idx_type[pop_env.deck.idx]
         down = np.ones(len(values), bool)
         down[pop_env.deck["face_up_idx"]] = False
@@ -68,7 +62,7 @@ def _guide(pop_env, p_smart: float) -> None:
                 return np.int64(rng.choice(partners))
         return np.int64(rng.choice(np.flatnonzero(down)))
 
-    space.sample = sample
+    guide_sampler(pop_env, p_smart, flip_partner)
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
@@ -108,17 +102,7 @@ def test_lockstep_reaches_wins_and_time_limits():
     assert steps <= 3 * env.episode_length
 
 
-_reset = {d: jax.jit(jax.vmap(env.reset_env, in_axes=(0, None))) for d, env in ENVS.items()}
-# One batch size everywhere, so each difficulty's reset compiles once.
-_BATCH = 64
-
-
-def _resets(difficulty, seed, num_batches=1):
-    env = ENVS[difficulty]
-    # Same key shapes for every call, so the eager key ops compile once too.
-    keys = [jax.random.split(jax.random.PRNGKey(seed + i), _BATCH) for i in range(num_batches)]
-    outs = [_reset[difficulty](k, env.default_params) for k in keys]
-    return jax.tree.map(lambda *x: np.concatenate(x), *outs)
+_resets = batched_resets(ENVS)
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))

@@ -17,7 +17,12 @@ import pytest
 from rlmem.envs.popgym import maze
 from rlmem.envs.popgym.labyrinth_explore import LabyrinthExplore
 from tests.envs.harness import run_lockstep
-from tests.envs.test_maze import assert_perfect, maze_lockstep
+from tests.envs.test_maze import (
+    assert_labyrinth_matches_popgym,
+    assert_perfect,
+    maze_lockstep,
+    quiet_popgym,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -32,21 +37,12 @@ _ENVS = {name: LabyrinthExplore(maze_dims=dims) for name, (_, dims) in DIFFICULT
 
 
 def _pop(name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return DIFFICULTIES[name][0]()
+    return quiet_popgym(DIFFICULTIES[name][0])
 
 
 @pytest.mark.parametrize("name", list(DIFFICULTIES))
 def test_spaces_and_limits_match_popgym(name):
-    env, pop = _ENVS[name], _pop(name)
-    params = env.default_params
-    np.testing.assert_array_equal(env.observation_space(params).nvec, pop.observation_space.nvec)
-    assert env.action_space(params).n == pop.action_space.n == env.num_actions
-    assert env.episode_length == pop.max_episode_length == 1024
-    assert params.max_steps_in_episode == 1023
-    np.testing.assert_allclose(params.step_penalty, pop.neg_reward_scale)
-    assert (2 * env.rows + 1, 2 * env.cols + 1) == pop.state_space.shape
+    assert_labyrinth_matches_popgym(_ENVS[name], _pop(name))
 
 
 @pytest.mark.parametrize("name", list(DIFFICULTIES))

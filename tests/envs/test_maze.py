@@ -231,3 +231,21 @@ def maze_lockstep(jax_env, pop_env, epsilon) -> Lockstep:
         state_from_popgym=maze_state_from_popgym, action_to_jax=lambda a: jnp.int32(a),
         atol=1e-6,
     )
+
+
+def quiet_popgym(pop_cls):
+    """A popgym Labyrinth, built without its "solvable without memory" warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pop_cls()
+
+
+def assert_labyrinth_matches_popgym(env, pop) -> None:
+    """Spaces, time limit, step penalty and grid shape of a Labyrinth equal popgym's."""
+    params = env.default_params
+    np.testing.assert_array_equal(env.observation_space(params).nvec, pop.observation_space.nvec)
+    assert env.action_space(params).n == pop.action_space.n == env.num_actions
+    assert env.episode_length == pop.max_episode_length == 1024
+    assert params.max_steps_in_episode == 1023
+    np.testing.assert_allclose(params.step_penalty, pop.neg_reward_scale)
+    assert (2 * env.rows + 1, 2 * env.cols + 1) == pop.state_space.shape

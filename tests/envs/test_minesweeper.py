@@ -11,22 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym.minesweeper import EnvState, MineSweeper, neighbor_counts
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import Lockstep, batched_resets, guide_sampler, run_lockstep
 
 DIFFICULTIES = {"Easy": "easy", "Medium": "medium", "Hard": "hard"}
 ENVS = {d: MineSweeper(level) for d, level in DIFFICULTIES.items()}
-_reset = {d: jax.jit(jax.vmap(env.reset_env, in_axes=(0, None))) for d, env in ENVS.items()}
+_resets = batched_resets(ENVS)
 _step = jax.jit(ENVS["Easy"].step_env)
-# One batch size everywhere, so each difficulty's reset compiles once.
-_BATCH = 64
-
-
-def _resets(difficulty, seed, num_batches=1):
-    env = ENVS[difficulty]
-    # Same key shapes for every call, so the eager key ops compile once too.
-    keys = [jax.random.split(jax.random.PRNGKey(seed + i), _BATCH) for i in range(num_batches)]
-    states = [_reset[difficulty](k, env.default_params)[1] for k in keys]
-    return jax.tree.map(lambda *x: np.concatenate(x), *states)
 
 _CLEAR, _MINE, _VIEWED = 0, 1, 2  # popgym's HiddenSquare
 
@@ -51,17 +41,12 @@ def _check_state(pop_env, state: EnvState) -> None:
 
 def _guide(pop_env, p_smart: float) -> None:
     """Make `action_space.sample()` reveal an unseen safe tile with probability `p_smart`."""
-    space = pop_env.action_space
-    uniform = space.sample
 
-    def sample():
-        rng = space.np_random
-        if rng.random() >= p_smart:
-            return uniform()
+    def reveal_safe(rng):
         safe = np.argwhere(pop_env.hidden_grid == _CLEAR)
         return safe[rng.integers(len(safe))].astype(np.int64)
 
-    space.sample = sample
+    guide_sampler(pop_env, p_smart, reveal_safe)
 
 
 def _neighbors_reference(mines: np.ndarray) -> np.ndarray:
@@ -118,7 +103,7 @@ def test_popgym_neighbor_counts_include_the_tile_itself():
 @given(seed=st.integers(0, 2**31 - 1))
 def test_reset_hides_exact_mine_count(seed, difficulty):
     env = ENVS[difficulty]
-    state = _resets(difficulty, seed)
+    state = _resets(difficulty, seed)[1]
     for mines, neighbors in zip(np.asarray(state.mines), np.asarray(state.neighbors),
                                 strict=True):
         assert mines.shape == env.dims and mines.sum() == env.num_mines
@@ -129,7 +114,7 @@ def test_reset_hides_exact_mine_count(seed, difficulty):
 
 def test_reset_mines_are_uniform_over_tiles():
     env = ENVS["Medium"]
-    freq = _resets("Medium", 0, num_batches=56).mines.mean(0)  # 3,584 boards
+    freq = _resets("Medium", 0, num_batches=56)[1].mines.mean(0)  # 3,584 boards
     # Each tile holds a mine with probability 6/36; std of the mean is about 0.0062.
     np.testing.assert_allclose(freq, env.num_mines / 36, atol=0.035)
 
@@ -142,7 +127,7 @@ def test_revealing_every_safe_tile_wins(seed):
     """
     env = ENVS["Easy"]
     params = env.default_params
-    state = jax.tree.map(lambda x: jnp.asarray(x[0]), _resets("Easy", seed))
+    state = jax.tree.map(lambda x: jnp.asarray(x[0]), _resets("Easy", seed)[1])
     safe = np.argwhere(~np.asarray(state.mines))
     assert len(safe) == params.max_steps_in_episode
     total = 0.0

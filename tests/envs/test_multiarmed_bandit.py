@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym.multiarmed_bandit import EnvState, MultiarmedBandit, payout_draw
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import RESET_BATCH, Lockstep, batched_resets, run_lockstep
 
 DIFFICULTIES = {
     "Easy": {"num_bandits": 10, "episode_length": 200},
@@ -19,18 +19,8 @@ DIFFICULTIES = {
     "Hard": {"num_bandits": 30, "episode_length": 600},
 }
 ENVS = {d: MultiarmedBandit(**kw) for d, kw in DIFFICULTIES.items()}
-_reset = {d: jax.jit(jax.vmap(env.reset_env, in_axes=(0, None))) for d, env in ENVS.items()}
+_resets = batched_resets(ENVS)
 _draw = jax.jit(payout_draw)
-# One batch size everywhere, so each difficulty's reset compiles once.
-_BATCH = 64
-
-
-def _resets(difficulty, seed, num_batches=1):
-    env = ENVS[difficulty]
-    # Same key shapes for every call, so the eager key ops compile once too.
-    keys = [jax.random.split(jax.random.PRNGKey(seed + i), _BATCH) for i in range(num_batches)]
-    states = [_reset[difficulty](k, env.default_params)[1] for k in keys]
-    return jax.tree.map(lambda *x: np.concatenate(x), *states)
 
 
 def _pop(difficulty):
@@ -99,15 +89,15 @@ def test_episode_is_truncated_not_terminated_after_exactly_episode_length():
 @given(seed=st.integers(0, 2**31 - 1))
 def test_reset_draws_probabilities_in_unit_interval(seed, difficulty):
     env = ENVS[difficulty]
-    state = _resets(difficulty, seed)
+    state = _resets(difficulty, seed)[1]
     bandits = state.bandits
-    assert bandits.shape == (_BATCH, env.num_bandits) and bandits.dtype == np.float32
+    assert bandits.shape == (RESET_BATCH, env.num_bandits) and bandits.dtype == np.float32
     assert ((bandits >= 0) & (bandits < 1)).all()
     assert (state.last_obs == 0).all() and (state.time == 0).all()
 
 
 def test_reset_probabilities_are_uniform():
-    bandits = _resets("Hard", 0, num_batches=7).bandits.ravel()  # 13,440 draws
+    bandits = _resets("Hard", 0, num_batches=7)[1].bandits.ravel()  # 13,440 draws
     counts = np.histogram(bandits, bins=10, range=(0, 1))[0]
     # 1,344 per decile expected; std about 35.
     assert np.abs(counts - 1344).max() < 175, counts

@@ -21,7 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym import pendulum as pd
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs.harness import (
+    Lockstep,
+    RecordResetObs,
+    copy_physics_before_step,
+    run_lockstep,
+)
 
 CASES = {
     "PositionOnlyPendulumEasy": (pe.PositionOnlyPendulumEasy, pd.PositionOnlyPendulum, {}),
@@ -51,31 +56,10 @@ def _make(name):
     return pop_cls, _JAX_ENVS[jax_cls], jax_cls(**kwargs).default_params
 
 
-class _Recording:
-    """Mixin for a popgym env: remembers the last reset observation (popgym keeps no
-    record of the reset noise, which the JAX state carries)."""
-
-    def reset(self, *, seed=None, options=None):
-        obs, info = super().reset(seed=seed, options=options)
-        self.reset_obs = obs
-        return obs, info
-
-
-class _Normals:
-    """Stands in for `np_random` for one step: `normal(loc, scale)` returns
-    `loc + scale * z` with `z` the standard normals JAX drew."""
-
-    def __init__(self, z):
-        self.z = np.asarray(z, np.float64)
-
-    def normal(self, loc, scale):
-        return loc + np.asarray(scale) * self.z
-
-
 def _lockstep(name):
     pop_cls, env, params = _make(name)
     noisy = isinstance(env, pd.NoisyPositionOnlyPendulum)
-    pop_env = type("Recorded", (_Recording, pop_cls), {})()
+    pop_env = type("Recorded", (RecordResetObs, pop_cls), {})()
 
     def state_from_popgym(pop, params):
         physics = jnp.asarray(np.asarray(pop.state, np.float32))
@@ -88,14 +72,9 @@ def _lockstep(name):
         noise = jnp.asarray(pop.reset_obs - clean, jnp.float32)
         return pd.NoisyEnvState(time=jnp.int32(0), physics=physics, noise=noise)
 
-    def before_pop_step(pop, key, state, action):
-        pop.state = np.asarray(state.physics, np.float64)
-        if noisy:
-            pop.np_random = _Normals(jax.random.normal(key, (2,)))
-
     return Lockstep(
         jax_env=env, params=params, pop_env=pop_env, state_from_popgym=state_from_popgym,
-        before_pop_step=before_pop_step, atol=1e-5,
+        before_pop_step=copy_physics_before_step(noisy), atol=1e-5,
     )
 
 

@@ -9,15 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.envs.popgym import deck
-from rlmem.envs.popgym.repeat_previous import EnvState, RepeatPrevious
-from tests.envs.harness import Lockstep, episode_length, run_lockstep, scan_rollout
+from rlmem.envs.popgym.repeat_previous import RepeatPrevious
+from tests.envs.harness import (
+    Lockstep,
+    deal_state_from_popgym,
+    episode_length,
+    run_lockstep,
+    scan_rollout,
+)
 
 DIFFICULTIES = {"Easy": (1, 4), "Medium": (2, 32), "Hard": (3, 64)}
-
-
-def state_from_popgym(pop_env, params):
-    return EnvState(time=jnp.int32(0),
-                    cards=jnp.asarray(deck.deal_order_from_popgym(pop_env.deck.idx)))
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
@@ -27,7 +28,7 @@ def test_lockstep(difficulty):
     pop_env = getattr(pe, f"RepeatPrevious{difficulty}")()
     assert (pop_env.deck.num_decks, pop_env.k) == (num_decks, k)
     episodes = {"Easy": 6, "Medium": 3, "Hard": 2}[difficulty]
-    steps = run_lockstep(Lockstep(env, env.default_params, pop_env, state_from_popgym),
+    steps = run_lockstep(Lockstep(env, env.default_params, pop_env, deal_state_from_popgym),
                          num_episodes=episodes, seed=5)
     assert steps == episodes * env.episode_length
 
@@ -36,7 +37,7 @@ def test_lockstep_paper_setting():
     """The paper's RepeatPrevious: 2 decks, k = 10."""
     env = RepeatPrevious(num_decks=2, k=10)
     pop_env = pe.RepeatPrevious(num_decks=2, k=10)
-    run_lockstep(Lockstep(env, env.default_params, pop_env, state_from_popgym),
+    run_lockstep(Lockstep(env, env.default_params, pop_env, deal_state_from_popgym),
                  num_episodes=2, seed=7)
 
 

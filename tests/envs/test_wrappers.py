@@ -19,8 +19,8 @@ from rlmem.envs import spaces, wrappers
 from rlmem.envs.popgym.autoencode import Autoencode
 from rlmem.envs.popgym.count_recall import CountRecall
 from rlmem.envs.popgym.repeat_first import RepeatFirst
-from tests.envs import test_autoencode, test_count_recall, test_repeat_first
-from tests.envs.harness import Lockstep, run_lockstep
+from tests.envs import test_count_recall
+from tests.envs.harness import Lockstep, deal_state_from_popgym, run_lockstep
 
 # (our space, the same space in gymnasium)
 SPACES = {
@@ -80,9 +80,9 @@ def _wrapped_reader(inner_reader, previous_action):
 
 
 CARD_CASES = {
-    "RepeatFirst": (RepeatFirst, pe.RepeatFirstEasy, test_repeat_first.state_from_popgym),
+    "RepeatFirst": (RepeatFirst, pe.RepeatFirstEasy, deal_state_from_popgym),
     "CountRecall": (CountRecall, pe.CountRecallEasy, test_count_recall.state_from_popgym),
-    "Autoencode": (Autoencode, pe.AutoencodeEasy, test_autoencode.state_from_popgym),
+    "Autoencode": (Autoencode, pe.AutoencodeEasy, deal_state_from_popgym),
 }
 
 

@@ -38,6 +38,7 @@ from flax import linen as nn
 from rlmem.memory.memoroid import Memoroid, resettable
 
 STRATEGIES = ("associative", "sequential")
+LONG_TAPE = 1000  # a paper-size batch of transitions
 
 
 def random_tape(
@@ -48,6 +49,15 @@ def random_tape(
     start = rng.random(length) < p_start
     start[0] = rng.random() < 0.5
     return x, start
+
+
+def init_on_zeros(model: nn.Module, length: int, input_size: int, seed: int = 0) -> Any:
+    """`model`'s parameters, initialised on a zero tape `[length, input_size]` (no starts)
+    from its initial carry."""
+    return model.init(
+        jax.random.PRNGKey(seed), np.zeros((length, input_size)), np.zeros(length, bool),
+        model.initialize_carry(),
+    )
 
 
 def episode_ids(start: np.ndarray) -> np.ndarray:
@@ -310,3 +320,25 @@ class MemoryModelChecks:
         self.check_split(seed)
         self.check_with_next(seed)
         self.check_acting(seed)
+
+
+class LayerPropertyTests:
+    """The memoroid property tests of one memory layer, as a pytest base class.
+
+    A test module defines a module-scoped `checks` fixture (a `MemoryModelChecks`) and
+    subclasses this as `TestLayerProperties`; pytest runs the methods there.
+    """
+
+    def test_monoid_laws(self, checks):
+        checks.check_monoid(seed=1)
+
+    def test_strategies_and_python_loop(self, checks):
+        checks.check_strategies(seed=2)
+        checks.check_python_loop(seed=3)
+
+    def test_strategies_long_tape(self, checks):
+        # Rounding in the two evaluation orders must not drift apart over a paper-size batch.
+        checks.check_strategies(seed=5, length=LONG_TAPE, scale=5.0)
+
+    def test_with_next(self, checks):
+        checks.check_with_next(seed=4)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.memory.ffm import FFM, FFMState, init_decay, init_frequency
-from tests.memory.properties import random_tape
+from tests.memory.properties import init_on_zeros, random_tape
 
 T, F, M, C, H = 20, 3, 4, 2, 6
 
@@ -56,10 +56,7 @@ def reference(params, x, start, carry):
 
 MODELS = {s: FFM(trace_size=M, context_size=C, output_size=H, scan=s)
           for s in ("associative", "sequential")}
-PARAMS = MODELS["sequential"].init(
-    jax.random.PRNGKey(0), np.zeros((T, F)), np.zeros(T, bool),
-    MODELS["sequential"].initialize_carry(),
-)
+PARAMS = init_on_zeros(MODELS["sequential"], T, F)
 APPLY = {s: jax.jit(m.apply) for s, m in MODELS.items()}
 
 

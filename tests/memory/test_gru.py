@@ -10,13 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.memory.gru import GRU
-from tests.memory.properties import random_tape
+from tests.memory.properties import init_on_zeros, random_tape
 
 T, F, H = 20, 3, 6
 
 MODEL = GRU(output_size=H)
-PARAMS = MODEL.init(jax.random.PRNGKey(0), np.zeros((T, F)), np.zeros(T, bool),
-                    MODEL.initialize_carry())
+PARAMS = init_on_zeros(MODEL, T, F)
 APPLY = jax.jit(MODEL.apply)
 WITH_NEXT = jax.jit(lambda p, *a: MODEL.apply(p, *a, method="with_next"))
 CELL = nn.GRUCell(features=H)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.memory.linear_attention import LinearAttention, LinearAttentionState
-from tests.memory.properties import random_tape
+from tests.memory.properties import init_on_zeros, random_tape
 
 T, F, K, V, H = 20, 3, 4, 5, 6
 
@@ -37,10 +37,7 @@ def reference(params, x, start, carry):
 
 MODELS = {s: LinearAttention(key_size=K, value_size=V, output_size=H, scan=s)
           for s in ("associative", "sequential")}
-PARAMS = MODELS["sequential"].init(
-    jax.random.PRNGKey(0), np.zeros((T, F)), np.zeros(T, bool),
-    MODELS["sequential"].initialize_carry(),
-)
+PARAMS = init_on_zeros(MODELS["sequential"], T, F)
 APPLY = {s: jax.jit(m.apply) for s, m in MODELS.items()}
 
 

@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmem.memory.lru import LRU, LRULayer, affine_combine
-from tests.memory.properties import MemoryModelChecks, random_tape
+from rlmem.memory.lru import LRU, LRULayer
+from tests.memory.properties import LayerPropertyTests, MemoryModelChecks, random_tape
 
-LONG = 1000  # a paper-size batch of transitions
 T, H, N = 16, 4, 8
 
 
@@ -62,30 +61,8 @@ def test_matches_numpy_recurrence(checks, seed, strategy):
     np.testing.assert_allclose(power, power_ref, rtol=1e-4, atol=1e-6)
 
 
-def test_combine_applies_the_later_decay_to_the_earlier_input():
-    # (a1, b1) then (a2, b2): h -> a2 (a1 h + b1) + b2; the buggy variant gives a1 b2 + b1.
-    a1, b1, a2, b2 = 0.5, 1.0, 0.25, 3.0
-    a, b = affine_combine((a1, b1), (a2, b2))
-    h0 = 7.0
-    assert a * h0 + b == a2 * (a1 * h0 + b1) + b2
-
-
-def test_monoid_laws(checks):
-    checks.check_monoid(seed=1)
-
-
-def test_strategies_and_python_loop(checks):
-    checks.check_strategies(seed=2)
-    checks.check_python_loop(seed=3)
-
-
-def test_strategies_long_tape(checks):
-    # Rounding in the two evaluation orders must not drift apart over a paper-size batch.
-    checks.check_strategies(seed=5, length=LONG, scale=5.0)
-
-
-def test_with_next(checks):
-    checks.check_with_next(seed=4)
+class TestLayerProperties(LayerPropertyTests):
+    """The shared memoroid property tests, run on this module's `checks`."""
 
 
 def test_ring_init():

@@ -1,4 +1,5 @@
-"""The resettable scan itself, on a non-commutative monoid, against a Python loop."""
+"""The resettable scan itself, on a non-commutative monoid, against a Python loop; the
+affine monoid of the diagonal linear recurrences."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlmem.memory.memoroid import (
+    affine_combine,
+    affine_identity,
     check_tape,
     fold_with_resets,
     resettable,
@@ -71,6 +74,21 @@ def test_resettable_is_associative_with_identity():
         np.testing.assert_allclose(x, y)
     for x, y in zip(combine((b, fb), eye), (b, fb), strict=True):
         np.testing.assert_allclose(x, y)
+
+
+def test_affine_combine_applies_the_later_decay_to_the_earlier_input():
+    # (a1, b1) then (a2, b2): h -> a2 (a1 h + b1) + b2; the buggy variant gives a1 b2 + b1.
+    a1, b1, a2, b2 = 0.5, 1.0, 0.25, 3.0
+    a, b = affine_combine((a1, b1), (a2, b2))
+    h0 = 7.0
+    assert a * h0 + b == a2 * (a1 * h0 + b1) + b2
+    # The identity (1, 0) on either side changes nothing; `a` broadcasts against `b`.
+    a, b = jnp.full((2, 1), 0.5), jnp.arange(6.0).reshape(2, 3)
+    e = affine_identity((2, 1), (2, 3))
+    for left, right in [(e, (a, b)), ((a, b), e)]:
+        got = affine_combine(left, right)
+        np.testing.assert_array_equal(got[0], a)
+        np.testing.assert_array_equal(got[1], b)
 
 
 def test_fold_with_resets_matches_python_loop():

@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.memory.s5 import S5, S5Layer, hippo_legs_normal
-from tests.memory.properties import MemoryModelChecks, random_tape
+from tests.memory.properties import LayerPropertyTests, MemoryModelChecks, random_tape
 
-LONG = 1000  # a paper-size batch of transitions
 T, H, P = 16, 4, 8
 STEP = 0.05
 
@@ -96,22 +95,8 @@ def test_matches_real_state_space_system(checks, equal_step_params, seed, strate
     np.testing.assert_allclose(y, reference(equal_step_params, u, start), rtol=1e-4, atol=1e-4)
 
 
-def test_monoid_laws(checks):
-    checks.check_monoid(seed=1)
-
-
-def test_strategies_and_python_loop(checks):
-    checks.check_strategies(seed=2)
-    checks.check_python_loop(seed=3)
-
-
-def test_strategies_long_tape(checks):
-    # Rounding in the two evaluation orders must not drift apart over a paper-size batch.
-    checks.check_strategies(seed=5, length=LONG, scale=5.0)
-
-
-def test_with_next(checks):
-    checks.check_with_next(seed=4)
+class TestLayerProperties(LayerPropertyTests):
+    """The shared memoroid property tests, run on this module's `checks`."""
 
 
 def test_paper_defaults_and_fields():

@@ -13,9 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmem.memory.s6 import S6, S6Layer
-from tests.memory.properties import MemoryModelChecks, random_tape
+from tests.memory.properties import LayerPropertyTests, MemoryModelChecks, random_tape
 
-LONG = 1000  # a paper-size batch of transitions
 T, D, N, R = 16, 4, 8, 2
 
 
@@ -78,22 +77,8 @@ def test_init():
     assert dt.min() >= 0.01 - 1e-6 and dt.max() <= 0.02 + 1e-6
 
 
-def test_monoid_laws(checks):
-    checks.check_monoid(seed=1)
-
-
-def test_strategies_and_python_loop(checks):
-    checks.check_strategies(seed=2)
-    checks.check_python_loop(seed=3)
-
-
-def test_strategies_long_tape(checks):
-    # Rounding in the two evaluation orders must not drift apart over a paper-size batch.
-    checks.check_strategies(seed=5, length=LONG, scale=5.0)
-
-
-def test_with_next(checks):
-    checks.check_with_next(seed=4)
+class TestLayerProperties(LayerPropertyTests):
+    """The shared memoroid property tests, run on this module's `checks`."""
 
 
 def test_defaults_and_fields():

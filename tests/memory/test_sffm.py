@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rlmem.memory.ffm import FFMState
 from rlmem.memory.memoroid import scan_states
 from rlmem.memory.sffm import SFFM, decayed_count
-from tests.memory.properties import random_tape
+from tests.memory.properties import init_on_zeros, random_tape
 from tests.memory.test_ffm import dense, ffm_readout, numpy_params
 
 T, F, M, C, H = 20, 3, 4, 2, 6
@@ -34,10 +34,7 @@ def reference(params, x, start, carry):
 
 MODELS = {s: SFFM(trace_size=M, context_size=C, output_size=H, scan=s)
           for s in ("associative", "sequential")}
-PARAMS = MODELS["sequential"].init(
-    jax.random.PRNGKey(1), np.zeros((T, F)), np.zeros(T, bool),
-    MODELS["sequential"].initialize_carry(),
-)
+PARAMS = init_on_zeros(MODELS["sequential"], T, F, seed=1)
 APPLY = {s: jax.jit(m.apply) for s, m in MODELS.items()}
 
 

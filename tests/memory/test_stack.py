@@ -12,15 +12,13 @@ import pytest
 from flax import linen as nn
 
 from rlmem.memory.lru import LRU, LRULayer
-from tests.memory.properties import random_tape
+from tests.memory.properties import init_on_zeros, random_tape
 
 T, F, D, N = 10, 3, 8, 4
 STRATEGIES = ("associative", "sequential")
 MODELS = {s: LRU(d_model=D, d_hidden=N, num_layers=2, r_min=0.5, scan=s) for s in STRATEGIES}
 CARRY0 = MODELS["sequential"].initialize_carry()
-PARAMS = MODELS["sequential"].init(
-    jax.random.PRNGKey(0), np.zeros((T, F)), np.zeros(T, bool), CARRY0
-)
+PARAMS = init_on_zeros(MODELS["sequential"], T, F)
 APPLY_TAPES = {s: jax.jit(jax.vmap(m.apply, in_axes=(None, 0, 0, None))) for s, m in MODELS.items()}
 WITH_NEXT = {
     s: jax.jit(lambda p, *a, m=m: m.apply(p, *a, method="with_next")) for s, m in MODELS.items()

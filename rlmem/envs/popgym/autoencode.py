@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-from gymnax.environments import environment
 
 from rlmem.envs import spaces
 from rlmem.envs.popgym import deck
@@ -22,22 +20,11 @@ WATCH = 1
 PLAY = 0
 
 
-@struct.dataclass
-class EnvState(environment.EnvState):
-    """`time`: steps taken; `cards`: `[N]` deal order.
-
-    Steps `0..N-2` deal `cards[1..N-1]`; step `t >= N-1` asks for `cards[2N-2-t]`.
-    """
-
-    cards: jax.Array
+EnvState = deck.DealState
+EnvParams = deck.DealParams
 
 
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    max_steps_in_episode: int = 1_000_000
-
-
-class Autoencode(environment.Environment[EnvState, EnvParams]):
+class Autoencode(deck.CardGame):
     """Memorise a deck's suits, then output them in reverse order.
 
     Args:
@@ -48,44 +35,24 @@ class Autoencode(environment.Environment[EnvState, EnvParams]):
     """
 
     def __init__(self, num_decks: int = 1):
-        super().__init__()
-        self.num_decks = int(num_decks)
-        self.num_cards = deck.num_cards(num_decks)
+        super().__init__(num_decks)
         self.episode_length = 2 * self.num_cards - 1
 
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams(max_steps_in_episode=self.episode_length + 1)
-
-    def step_env(self, key, state: EnvState, action, params: EnvParams):
+    def reward(self, state: EnvState, action: jax.Array) -> jax.Array:
+        # Steps `0..N-2` deal `cards[1..N-1]`; step `t >= N-1` asks for `cards[2N-2-t]`.
         n = self.num_cards
         playing = state.time >= n - 1
         target = deck.suit(state.cards[jnp.clip(2 * n - 2 - state.time, 0, n - 1)])
         reward = jnp.where(action == target, 1.0 / n, -1.0 / n)
-        reward = jnp.where(playing, reward, 0.0).astype(jnp.float32)
-        terminated = state.time == 2 * n - 2
-        state = state.replace(time=state.time + 1)
-        return self.get_obs(state, params), state, reward, terminated, {}
-
-    def reset_env(self, key, params: EnvParams):
-        state = EnvState(time=jnp.int32(0), cards=deck.shuffled_deck(key, self.num_decks))
-        return self.get_obs(state, params), state
+        return jnp.where(playing, reward, 0.0).astype(jnp.float32)
 
     def get_obs(self, state: EnvState, params=None, key=None) -> tuple[jax.Array, jax.Array]:
         """`(mode, suit)`, two int32 scalars; the last card is shown with mode "play"."""
         n = self.num_cards
         mode = jnp.where(state.time < n - 1, WATCH, PLAY).astype(jnp.int32)
-        shown = deck.suit(state.cards[jnp.minimum(state.time, n - 1)])
+        shown = deck.suit(self.dealt_card(state))
         card = jnp.where(state.time <= n - 1, shown, 0).astype(jnp.int32)
         return mode, card
-
-    @property
-    def name(self) -> str:
-        return "Autoencode"
-
-    @property
-    def num_actions(self) -> int:
-        return deck.NUM_SUITS
 
     def action_space(self, params=None) -> spaces.Discrete:
         return spaces.Discrete(deck.NUM_SUITS)

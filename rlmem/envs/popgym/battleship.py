@@ -28,6 +28,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym.base import PopgymEnv
 
 
 @struct.dataclass
@@ -93,7 +94,7 @@ def place_ship(key: jax.Array, board: jax.Array, size: jax.Array) -> jax.Array:
     return board | jnp.where(vertical == 1, along_col, along_row)
 
 
-class Battleship(environment.Environment[EnvState, EnvParams]):
+class Battleship(PopgymEnv):
     """Battleship with a hidden board.
 
     Args:
@@ -179,14 +180,6 @@ class Battleship(environment.Environment[EnvState, EnvParams]):
     ) -> jax.Array:
         """int32 scalar: 1 when the last shot hit (0 after reset)."""
         return state.last_obs
-
-    @property
-    def name(self) -> str:
-        return "Battleship"
-
-    @property
-    def num_actions(self) -> int:
-        return self.board_size**2
 
     def action_space(self, params: EnvParams | None = None) -> spaces.MultiDiscrete:
         return spaces.MultiDiscrete([self.board_size, self.board_size])

@@ -25,6 +25,8 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym import noise
+from rlmem.envs.popgym.base import PopgymEnv
 
 # Gymnasium's CartPoleEnv constants.
 GRAVITY = 9.8
@@ -109,7 +111,7 @@ def cartpole_fallen(physics: jax.Array) -> jax.Array:
     return (jnp.abs(physics[X]) > X_THRESHOLD) | (jnp.abs(physics[THETA]) > THETA_THRESHOLD)
 
 
-class _HiddenCartPole(environment.Environment):
+class _HiddenCartPole(PopgymEnv):
     """CartPole observing two of its four state variables (`observed` indices)."""
 
     observed: tuple[int, int]
@@ -138,10 +140,6 @@ class _HiddenCartPole(environment.Environment):
     def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
         """`[2]` float32: the observed pair of state variables."""
         return state.physics[jnp.array(self.observed)]
-
-    @property
-    def num_actions(self) -> int:
-        return 2
 
     def action_space(self, params=None) -> spaces.Discrete:
         """0 pushes the cart left, 1 right."""
@@ -185,7 +183,7 @@ class VelocityOnlyCartPole(_HiddenCartPole):
         return spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32)
 
 
-class NoisyPositionOnlyCartPole(PositionOnlyCartPole):
+class NoisyPositionOnlyCartPole(noise.NoisyObservations, PositionOnlyCartPole):
     """`PositionOnlyCartPole` whose observations carry Gaussian noise.
 
     Each observation is `clip((x, theta) + noise, low, high)` with `noise ~ N(0, sigma^2)`
@@ -197,34 +195,15 @@ class NoisyPositionOnlyCartPole(PositionOnlyCartPole):
       max_episode_length: time limit in steps (popgym keeps 200 for all difficulties).
     """
 
+    noisy_state_type = NoisyEnvState
+    reset_physics = staticmethod(cartpole_reset_physics)
+
     def __init__(self, noise_sigma: float = 0.1, max_episode_length: int = 200):
         super().__init__(max_episode_length)
-        if not float(noise_sigma) >= 0:
-            raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma!r}")
-        self.noise_sigma = float(noise_sigma)
+        self.noise_sigma = noise.check_sigma(noise_sigma)
 
     @property
     def default_params(self) -> NoisyEnvParams:
         return NoisyEnvParams(
             max_steps_in_episode=self.max_episode_length, noise_sigma=self.noise_sigma
         )
-
-    def step_env(self, key, state: NoisyEnvState, action, params: NoisyEnvParams):
-        _, state, reward, terminated, info = super().step_env(key, state, action, params)
-        state = state.replace(noise=params.noise_sigma * jax.random.normal(key, (2,)))
-        return self.get_obs(state, params), state, reward, terminated, info
-
-    def reset_env(self, key, params: NoisyEnvParams):
-        key_physics, key_noise = jax.random.split(key)
-        state = NoisyEnvState(
-            time=jnp.int32(0),
-            physics=cartpole_reset_physics(key_physics),
-            noise=params.noise_sigma * jax.random.normal(key_noise, (2,)),
-        )
-        return self.get_obs(state, params), state
-
-    def get_obs(self, state: NoisyEnvState, params=None, key=None) -> jax.Array:
-        """`[2]` float32: noisy `(x, theta)`, clipped to the observation bounds."""
-        space = self.observation_space(params)
-        clean = super().get_obs(state, params)
-        return jnp.clip(clean + state.noise, space.low, space.high).astype(jnp.float32)

@@ -29,6 +29,7 @@ from gymnax.environments import environment
 
 from rlmem.envs import spaces
 from rlmem.envs.popgym import deck
+from rlmem.envs.popgym.base import PopgymEnv
 
 # Suits cannot be matched in pairs (13 cards per suit), so popgym offers only these two.
 DECK_TYPES = ("colors", "ranks")
@@ -65,7 +66,7 @@ class EnvParams(environment.EnvParams):
     success_reward: float = 1.0 / 26
 
 
-class Concentration(environment.Environment[EnvState, EnvParams]):
+class Concentration(PopgymEnv):
     """Concentration with `num_decks` decks, matching cards by `deck_type`.
 
     Args:
@@ -156,14 +157,6 @@ class Concentration(environment.Environment[EnvState, EnvParams]):
         shown = state.face_up | (positions == state.first)
         values = deck.attribute(state.cards, self.deck_type)
         return jnp.where(shown, values, self.facedown_card).astype(jnp.int32)
-
-    @property
-    def name(self) -> str:
-        return "Concentration"
-
-    @property
-    def num_actions(self) -> int:
-        return self.num_cards
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_cards)

@@ -30,12 +30,10 @@ class EnvState(environment.EnvState):
     counts: jax.Array
 
 
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    max_steps_in_episode: int = 1_000_000
+EnvParams = deck.DealParams
 
 
-class CountRecall(environment.Environment[EnvState, EnvParams]):
+class CountRecall(deck.CardGame):
     """Count how often the queried value was dealt.
 
     Args:
@@ -47,21 +45,14 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
     """
 
     def __init__(self, num_decks: int = 1, error_clamp: float = 0.5, deck_type: str = "colors"):
-        super().__init__()
         if deck_type not in deck.ATTRIBUTE_SIZES:
             raise ValueError(f"deck_type must be one of {sorted(deck.ATTRIBUTE_SIZES)}, "
                              f"got {deck_type!r}")
-        self.num_decks = int(num_decks)
-        self.num_cards = deck.num_cards(num_decks)
+        super().__init__(num_decks)
         self.error_clamp = error_clamp
         self.deck_type = deck_type
         self.num_distinct = deck.ATTRIBUTE_SIZES[deck_type]
         self.max_card_count = self.num_cards // self.num_distinct
-        self.episode_length = self.num_cards - 1
-
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams(max_steps_in_episode=self.episode_length + 1)
 
     def _value(self, cards: jax.Array, time: jax.Array) -> jax.Array:
         return deck.attribute(cards[jnp.minimum(time, self.num_cards - 1)], self.deck_type)
@@ -93,14 +84,6 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
         """`[value, query]` of the cards just dealt: `[2]` int32."""
         return jnp.stack([self._value(state.values, state.time),
                           self._value(state.queries, state.time)])
-
-    @property
-    def name(self) -> str:
-        return "CountRecall"
-
-    @property
-    def num_actions(self) -> int:
-        return self.max_card_count + 1
 
     def action_space(self, params=None) -> spaces.Discrete:
         return spaces.Discrete(self.max_card_count + 1)

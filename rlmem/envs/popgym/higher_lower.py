@@ -11,26 +11,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-from gymnax.environments import environment
 
 from rlmem.envs import spaces
 from rlmem.envs.popgym import deck
 
-
-@struct.dataclass
-class EnvState(environment.EnvState):
-    """`time`: guesses made (`cards[time]` is on the table); `cards`: `[N]` deal order."""
-
-    cards: jax.Array
+EnvState = deck.DealState
+EnvParams = deck.DealParams
 
 
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    max_steps_in_episode: int = 1_000_000
-
-
-class HigherLower(environment.Environment[EnvState, EnvParams]):
+class HigherLower(deck.CardGame):
     """Guess higher (0) or lower (1) than the card on the table.
 
     Args:
@@ -39,42 +28,17 @@ class HigherLower(environment.Environment[EnvState, EnvParams]):
     Observation: Discrete(13) rank of the card on the table. Action: Discrete(2).
     """
 
-    def __init__(self, num_decks: int = 1):
-        super().__init__()
-        self.num_decks = int(num_decks)
-        self.num_cards = deck.num_cards(num_decks)
-        self.episode_length = self.num_cards - 1
-
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams(max_steps_in_episode=self.episode_length + 1)
-
-    def step_env(self, key, state: EnvState, action, params: EnvParams):
+    def reward(self, state: EnvState, action: jax.Array) -> jax.Array:
         scale = 1.0 / self.num_cards
         current = deck.rank(state.cards[state.time])
         following = deck.rank(state.cards[jnp.minimum(state.time + 1, self.num_cards - 1)])
         correct = (following > current) == (action == 0)
         reward = jnp.where(correct, scale, -scale)
-        reward = jnp.where(following == current, 0.0, reward).astype(jnp.float32)
-        terminated = state.time == self.num_cards - 2
-        state = state.replace(time=state.time + 1)
-        return self.get_obs(state, params), state, reward, terminated, {}
-
-    def reset_env(self, key, params: EnvParams):
-        state = EnvState(time=jnp.int32(0), cards=deck.shuffled_deck(key, self.num_decks))
-        return self.get_obs(state, params), state
+        return jnp.where(following == current, 0.0, reward).astype(jnp.float32)
 
     def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
         """Rank of the card on the table: int32 scalar."""
-        return deck.rank(state.cards[jnp.minimum(state.time, self.num_cards - 1)])
-
-    @property
-    def name(self) -> str:
-        return "HigherLower"
-
-    @property
-    def num_actions(self) -> int:
-        return 2
+        return deck.rank(self.dealt_card(state))
 
     def action_space(self, params=None) -> spaces.Discrete:
         return spaces.Discrete(2)

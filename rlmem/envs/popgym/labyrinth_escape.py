@@ -16,15 +16,7 @@ from rlmem.envs.popgym.maze import Cell, EnvParams, EnvState, MazeEnv
 
 
 class LabyrinthEscape(MazeEnv):
-    """Escape a random maze.
-
-    Args:
-      maze_dims: grid size minus one, both even (Easy (10, 10), Medium (14, 14),
-        Hard (18, 18)).
-      episode_length: popgym's episode length (1024 for all difficulties).
-
-    Observation: MultiDiscrete `[10]` (3x3 local view, last action). Action: Discrete(4).
-    """
+    """Escape a random maze; arguments, observation and action as in `MazeEnv`."""
 
     def _mark_exit(self, grid: jax.Array, end: jax.Array) -> jax.Array:
         return grid.at[end[0], end[1]].set(Cell.GOAL)
@@ -34,7 +26,3 @@ class LabyrinthEscape(MazeEnv):
         escaped = state.grid[state.position[0], state.position[1]] == Cell.GOAL
         reward = params.step_penalty + jnp.where(escaped, 1.0, 0.0)
         return self.get_obs(state, params), state, reward.astype(jnp.float32), escaped, {}
-
-    @property
-    def name(self) -> str:
-        return "LabyrinthEscape"

@@ -16,15 +16,7 @@ from rlmem.envs.popgym.maze import Cell, EnvParams, EnvState, MazeEnv
 
 
 class LabyrinthExplore(MazeEnv):
-    """Explore a random maze.
-
-    Args:
-      maze_dims: grid size minus one, both even (Easy (10, 10), Medium (14, 14),
-        Hard (18, 18)).
-      episode_length: popgym's episode length (1024 for all difficulties).
-
-    Observation: MultiDiscrete `[10]` (3x3 local view, last action). Action: Discrete(4).
-    """
+    """Explore a random maze; arguments, observation and action as in `MazeEnv`."""
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         before = state.explored
@@ -35,7 +27,3 @@ class LabyrinthExplore(MazeEnv):
         open_squares = state.grid != Cell.OBSTACLE
         terminated = jnp.all(open_squares == state.explored)
         return self.get_obs(state, params), state, reward.astype(jnp.float32), terminated, {}
-
-    @property
-    def name(self) -> str:
-        return "LabyrinthExplore"

@@ -32,6 +32,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym.base import PopgymEnv
 
 
 class Cell(enum.IntEnum):
@@ -202,7 +203,7 @@ def local_view(grid: jax.Array, position: jax.Array) -> jax.Array:
     return jnp.where(inside, window, Cell.OBSTACLE).astype(jnp.int32)
 
 
-class MazeEnv(environment.Environment):
+class MazeEnv(PopgymEnv):
     """Base of the Labyrinth envs: maze generation, moves and observations.
 
     Args:
@@ -266,10 +267,6 @@ class MazeEnv(environment.Environment):
         """`[10]` int32: local view (9 `Cell` values) then the last action."""
         view = local_view(state.grid, state.position).reshape(-1)
         return jnp.concatenate([view, state.last_action[None]]).astype(jnp.int32)
-
-    @property
-    def num_actions(self) -> int:
-        return 4
 
     def action_space(self, params=None) -> spaces.Discrete:
         return spaces.Discrete(4)

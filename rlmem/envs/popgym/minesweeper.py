@@ -23,6 +23,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym.base import PopgymEnv
 
 # difficulty -> ((rows, cols), num_mines), as popgym's constructor defines them.
 DIFFICULTIES = {
@@ -74,7 +75,7 @@ def neighbor_counts(mines: jax.Array) -> jax.Array:
     )
 
 
-class MineSweeper(environment.Environment[EnvState, EnvParams]):
+class MineSweeper(PopgymEnv):
     """MineSweeper with a hidden board.
 
     Args:
@@ -145,14 +146,6 @@ class MineSweeper(environment.Environment[EnvState, EnvParams]):
     ) -> jax.Array:
         """int32 scalar: mine count around the last revealed tile (0 after reset)."""
         return state.last_obs
-
-    @property
-    def name(self) -> str:
-        return "MineSweeper"
-
-    @property
-    def num_actions(self) -> int:
-        return self.dims[0] * self.dims[1]
 
     def action_space(self, params: EnvParams | None = None) -> spaces.MultiDiscrete:
         return spaces.MultiDiscrete(list(self.dims))

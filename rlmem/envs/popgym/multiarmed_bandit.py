@@ -20,6 +20,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym.base import PopgymEnv
 
 
 @struct.dataclass
@@ -53,7 +54,7 @@ def payout_draw(key: jax.Array) -> jax.Array:
     return jax.random.uniform(key, dtype=jnp.float32)
 
 
-class MultiarmedBandit(environment.Environment[EnvState, EnvParams]):
+class MultiarmedBandit(PopgymEnv):
     """Episodic multi-armed bandit.
 
     Args:
@@ -103,14 +104,6 @@ class MultiarmedBandit(environment.Environment[EnvState, EnvParams]):
     ) -> jax.Array:
         """int32 scalar: 1 when the last pull paid out (0 after reset)."""
         return state.last_obs
-
-    @property
-    def name(self) -> str:
-        return "MultiarmedBandit"
-
-    @property
-    def num_actions(self) -> int:
-        return self.num_bandits
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_bandits)

@@ -23,6 +23,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym import noise
 
 # Gymnasium's PendulumEnv constants.
 MAX_SPEED = 8.0
@@ -160,7 +161,7 @@ class PositionOnlyPendulum(environment.Environment):
         return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
 
 
-class NoisyPositionOnlyPendulum(PositionOnlyPendulum):
+class NoisyPositionOnlyPendulum(noise.NoisyObservations, PositionOnlyPendulum):
     """`PositionOnlyPendulum` whose observations carry Gaussian noise.
 
     Each observation is `clip((cos, sin) + noise, -1, 1)` with `noise ~ N(0, sigma^2)`
@@ -173,32 +174,15 @@ class NoisyPositionOnlyPendulum(PositionOnlyPendulum):
       g: gravity.
     """
 
+    noisy_state_type = NoisyEnvState
+    reset_physics = staticmethod(pendulum_reset_physics)
+
     def __init__(self, noise_sigma: float = 0.1, max_episode_length: int = 200, g: float = 10.0):
         super().__init__(max_episode_length, g)
-        if not float(noise_sigma) >= 0:
-            raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma!r}")
-        self.noise_sigma = float(noise_sigma)
+        self.noise_sigma = noise.check_sigma(noise_sigma)
 
     @property
     def default_params(self) -> NoisyEnvParams:
         return NoisyEnvParams(
             max_steps_in_episode=self.max_episode_length, g=self.g, noise_sigma=self.noise_sigma
         )
-
-    def step_env(self, key, state: NoisyEnvState, action, params: NoisyEnvParams):
-        _, state, reward, terminated, info = super().step_env(key, state, action, params)
-        state = state.replace(noise=params.noise_sigma * jax.random.normal(key, (2,)))
-        return self.get_obs(state, params), state, reward, terminated, info
-
-    def reset_env(self, key, params: NoisyEnvParams):
-        key_physics, key_noise = jax.random.split(key)
-        state = NoisyEnvState(
-            time=jnp.int32(0),
-            physics=pendulum_reset_physics(key_physics),
-            noise=params.noise_sigma * jax.random.normal(key_noise, (2,)),
-        )
-        return self.get_obs(state, params), state
-
-    def get_obs(self, state: NoisyEnvState, params=None, key=None) -> jax.Array:
-        """`[2]` float32: noisy `(cos theta, sin theta)`, clipped to `[-1, 1]`."""
-        return jnp.clip(super().get_obs(state, params) + state.noise, -1.0, 1.0)

@@ -13,26 +13,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-from gymnax.environments import environment
 
-from rlmem.envs import spaces
 from rlmem.envs.popgym import deck
 
-
-@struct.dataclass
-class EnvState(environment.EnvState):
-    """`time`: steps taken (`cards[time]` was dealt last); `cards`: `[N]` deal order."""
-
-    cards: jax.Array
+EnvState = deck.DealState
+EnvParams = deck.DealParams
 
 
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    max_steps_in_episode: int = 1_000_000
-
-
-class RepeatPrevious(environment.Environment[EnvState, EnvParams]):
+class RepeatPrevious(deck.SuitGame):
     """Repeat the suit of the card dealt `k - 1` deals before the one shown.
 
     Args:
@@ -43,48 +31,16 @@ class RepeatPrevious(environment.Environment[EnvState, EnvParams]):
     """
 
     def __init__(self, num_decks: int = 1, k: int = 4):
-        super().__init__()
-        self.num_decks = int(num_decks)
-        self.num_cards = deck.num_cards(num_decks)
+        super().__init__(num_decks)
         if not isinstance(k, int) or not 1 <= k < self.num_cards:
             raise ValueError(f"k must be an int in [1, {self.num_cards}) for "
                              f"num_decks={num_decks}, got {k!r}")
         self.k = k
-        self.episode_length = self.num_cards - 1
 
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams(max_steps_in_episode=self.episode_length + 1)
-
-    def step_env(self, key, state: EnvState, action, params: EnvParams):
+    def reward(self, state: EnvState, action: jax.Array) -> jax.Array:
         scale = 1.0 / (self.num_cards - self.k)
         # The hand holds cards 0..time; popgym scores hand[-k] once the hand has k cards.
         scored = state.time + 1 >= self.k
         target = deck.suit(state.cards[jnp.maximum(state.time + 1 - self.k, 0)])
         reward = jnp.where(action == target, scale, -scale)
-        reward = jnp.where(scored, reward, 0.0).astype(jnp.float32)
-        terminated = state.time == self.num_cards - 2
-        state = state.replace(time=state.time + 1)
-        return self.get_obs(state, params), state, reward, terminated, {}
-
-    def reset_env(self, key, params: EnvParams):
-        state = EnvState(time=jnp.int32(0), cards=deck.shuffled_deck(key, self.num_decks))
-        return self.get_obs(state, params), state
-
-    def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
-        """Suit of the card just dealt: int32 scalar."""
-        return deck.suit(state.cards[jnp.minimum(state.time, self.num_cards - 1)])
-
-    @property
-    def name(self) -> str:
-        return "RepeatPrevious"
-
-    @property
-    def num_actions(self) -> int:
-        return deck.NUM_SUITS
-
-    def action_space(self, params=None) -> spaces.Discrete:
-        return spaces.Discrete(deck.NUM_SUITS)
-
-    def observation_space(self, params=None) -> spaces.Discrete:
-        return spaces.Discrete(deck.NUM_SUITS)
+        return jnp.where(scored, reward, 0.0).astype(jnp.float32)
