@@ -1,0 +1,171 @@
+"""Plot a metric against env steps for groups of runs: mean and 95% bootstrap CI over seeds.
+
+    python scripts/plot_runs.py multirun/tbb_vs_sbb --label batching --out tbb_vs_sbb.png
+    python scripts/plot_runs.py runs/a runs/b --label memory.name --metric eval/best_return
+
+Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.yaml``) or a
+directory whose subdirectories are runs (a Hydra multirun sweep dir). Runs are grouped by
+``--label``: a dotted config key (``memory.name``, ``batching.segment_length``) or
+``batching`` (``tape`` or ``segment_l<L>``, as in the W&B group names). Every seed of every
+run in a group is one sample. Writes a PNG and prints a markdown table of the final and
+best (over steps) value per group: mean over seeds and the 95% bootstrap CI of that mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import yaml
+
+from rlmem.metrics import METRICS_FILE, read_metrics
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+Curves = dict[str, tuple[np.ndarray, list[np.ndarray]]]  # label -> (steps [S], per-seed [S])
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories in `paths`: each path itself, or its subdirectories holding metrics."""
+    runs: list[Path] = []
+    for path in paths:
+        if (path / METRICS_FILE).exists():
+            runs.append(path)
+        elif path.is_dir():
+            runs.extend(sorted((p for p in path.iterdir() if (p / METRICS_FILE).exists()),
+                               key=lambda p: (len(p.name), p.name)))  # 0, 1, ..., 10
+        else:
+            raise ValueError(f"path={str(path)!r} is neither a run dir nor a directory of runs")
+    if not runs:
+        raise ValueError(f"no {METRICS_FILE} found under paths={[str(p) for p in paths]}")
+    return runs
+
+
+def run_label(config: dict[str, Any], key: str) -> str:
+    """The group of a run: `key` looked up in its config (``batching`` is special-cased)."""
+    if key == "batching":
+        b = config["batching"]
+        return "tape" if b["mode"] == "tape" else f"segment_l{b['segment_length']}"
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ValueError(f"--label key={key!r} not in the run config (missing {part!r})")
+        value = value[part]
+    return str(value)
+
+
+def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
+    """Per group: the common env steps and one curve per seed (`metric` at those steps)."""
+    seeds: dict[str, list[dict[int, float]]] = defaultdict(list)
+    for run in runs:
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        per_seed: dict[int, dict[int, float]] = defaultdict(dict)
+        for row in read_metrics(run / METRICS_FILE):
+            if row.get(metric) is not None:  # null = no data at that step
+                per_seed[row["seed"]][row["step"]] = float(row[metric])
+        seeds[run_label(config, label)].extend(per_seed.values())
+    curves: Curves = {}
+    for name, series in seeds.items():
+        # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
+        steps = sorted(set.intersection(*(set(s) for s in series)))
+        if not steps:
+            raise ValueError(f"group {name!r} has no step with {metric!r} in every seed")
+        curves[name] = (np.array(steps), [np.array([s[t] for t in steps]) for s in series])
+    return curves
+
+
+def bootstrap_ci(samples: np.ndarray, rng: np.random.Generator,
+                 n: int = 2000, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap CI of the mean over axis 0. samples: [N, ...] -> two [...]."""
+    idx = rng.integers(0, samples.shape[0], size=(n, samples.shape[0]))
+    means = samples[idx].mean(axis=1)  # [n, ...]
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+def _order(name: str) -> tuple[int, float, str]:
+    """tape first, then segment lengths ascending, then anything else by name."""
+    if name == "tape":
+        return (0, 0.0, name)
+    if name.startswith("segment_l") and name[9:].isdigit():
+        return (1, float(name[9:]), name)
+    return (2, 0.0, name)
+
+
+def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
+                   threshold: float | None = None, vline: float | None = None,
+                   seed: int = 0) -> str:
+    """Write the PNG to `out`; return the markdown table.
+
+    The "mean over steps" column (a normalised area under the curve, a sample-efficiency
+    summary) averages each seed's curve over the logged steps after `vline` (all if None).
+    `threshold` adds a column: the first logged step at which a seed's value is
+    >= threshold (mean over the seeds that reach it, and how many do). `vline` marks an
+    x position (e.g. the end of the random-action phase) with a dotted line.
+    """
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    extra = "" if threshold is None else f" first step >= {threshold:g} (seeds reaching) |"
+    after = "" if vline is None else f" after {vline:g}"
+    rows = [f"| group | seeds | final {metric} (95% CI) | best {metric} (95% CI) "
+            f"| mean over steps{after} (95% CI) |{extra}",
+            "|---|---|---|---|---|" + ("---|" if extra else "")]
+    for name in sorted(curves, key=_order):
+        steps, series = curves[name]
+        values = np.stack(series)  # [seeds, S]
+        mean = values.mean(axis=0)
+        lo, hi = bootstrap_ci(values, rng)
+        (line,) = ax.plot(steps, mean, label=f"{name} (n={len(series)})", lw=1.6)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+        cells = []
+        later = steps > (-np.inf if vline is None else vline)
+        # final, best over steps, mean over steps (after vline)
+        for per_seed in (values[:, -1], values.max(axis=1), values[:, later].mean(axis=1)):
+            a, b = bootstrap_ci(per_seed, rng)
+            cells.append(f"{per_seed.mean():.3f} [{a:.3f}, {b:.3f}]")
+        if threshold is not None:
+            hits = [steps[np.argmax(v >= threshold)] for v in values if (v >= threshold).any()]
+            cells.append(f"{np.mean(hits):.0f} ({len(hits)}/{len(series)})" if hits
+                         else f"never (0/{len(series)})")
+        rows.append(f"| {name} | {len(series)} | " + " | ".join(cells) + " |")
+    if vline is not None:
+        ax.axvline(vline, color="grey", ls=":", lw=1)
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run dirs or sweep dirs")
+    parser.add_argument("--label", default="batching",
+                        help="config key to group by (default: batching -> tape/segment_l<L>)")
+    parser.add_argument("--metric", default="eval/return",
+                        help="metrics.jsonl key (default eval/return; e.g. eval/best_return)")
+    parser.add_argument("--out", type=Path, default=Path("runs.png"), help="PNG path")
+    parser.add_argument("--title", default=None, help="plot title (default: the metric)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="add a column: first step at which the metric reaches this")
+    parser.add_argument("--vline", type=float, default=None,
+                        help="x position of a dotted vertical line (e.g. end of random phase)")
+    args = parser.parse_args()
+    curves = load_curves(find_runs(args.paths), args.label, args.metric)
+    title = args.title or f"{args.metric}: mean and 95% bootstrap CI over seeds"
+    print(plot_and_table(curves, args.metric, args.out, title, args.threshold, args.vline))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
