@@ -1,14 +1,17 @@
 """Plot a metric against env steps for groups of runs: mean and 95% bootstrap CI over seeds.
 
-    python scripts/plot_runs.py multirun/tbb_vs_sbb --label batching --out tbb_vs_sbb.png
+    python scripts/plot_runs.py multirun/tbb_vs_sbb --label batching --out tbb_vs_sbb.png \
+        --threshold 0.9 --vline 5100
     python scripts/plot_runs.py runs/a runs/b --label memory.name --metric eval/best_return
 
 Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.yaml``) or a
 directory whose subdirectories are runs (a Hydra multirun sweep dir). Runs are grouped by
 ``--label``: a dotted config key (``memory.name``, ``batching.segment_length``) or
 ``batching`` (``tape`` or ``segment_l<L>``, as in the W&B group names). Every seed of every
-run in a group is one sample. Writes a PNG and prints a markdown table of the final and
-best (over steps) value per group: mean over seeds and the 95% bootstrap CI of that mean.
+run in a group is one sample. Writes a PNG and prints a markdown table per group (mean
+over seeds and the 95% bootstrap CI of that mean): the final value, the best over steps,
+the mean over steps after ``--vline`` (a normalised area under the curve) and, with
+``--threshold``, the first step at which seeds reach that value.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
         cells = []
         later = steps > (-np.inf if vline is None else vline)
+        if not later.any():
+            raise ValueError(f"--vline={vline} is past the last step {steps[-1]} of {name!r}")
         # final, best over steps, mean over steps (after vline)
         for per_seed in (values[:, -1], values.max(axis=1), values[:, later].mean(axis=1)):
             a, b = bootstrap_ci(per_seed, rng)
@@ -137,7 +142,7 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
         ax.axvline(vline, color="grey", ls=":", lw=1)
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel(metric)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
