@@ -5,18 +5,32 @@ One `learn` call consumes the loop's rollout `[num_envs, T]`:
 1. **Advantages.** The network runs once over every env stream (`with_next`, from the
    carry stored at the stream's `t = 0`), giving `V(next_obs[t])` after the whole episode
    prefix; GAE (`rlmem.memory.returns.gae`, a reverse resettable scan) then bootstraps on
-   truncation and at the rollout's end, never on termination. The values and log-probs of
-   the acting policy come from `act`'s extras.
+   truncation and at the rollout's end, never on termination. `V(obs[t])` is the acting
+   value from `act`'s extras (the same full-context value).
 2. **Units.** `batching="tape"`: each env stream's `T` steps are one unit (full-rollout
    BPTT, `start` flags resetting the memory inside it), starting from the carry stored at
    `t = 0`. `batching="segment"`: each stream is cut into `T / L` consecutive pieces of
    `L` steps, starting from the zero state or from the carry stored at the piece's first
    step (`initial_state`).
-3. **Epochs x minibatches.** Every epoch shuffles the *units* and splits them into
+3. **Behaviour replay.** The pre-update parameters run over every unit exactly as the
+   loss will (`rlmem.agents.batching.unroll_segments`, same initial carry), and *those*
+   log-probs and values are the behaviour `old_log_prob` / `old_value` of the ratio and
+   the value clip.
+4. **Epochs x minibatches.** Every epoch shuffles the *units* and splits them into
    `num_minibatches` groups: a minibatch is a set of whole streams or segments, so time is
    never strided or reordered inside a sequence. Each group runs through
-   `rlmem.agents.batching.unroll_segments` (the same code DQN's segments use) and the loss
-   sees flat transitions and a mask.
+   `unroll_segments` (the same code DQN's segments use) and the loss sees flat
+   transitions and a mask.
+
+**Which values go where.** GAE (advantages and value targets) uses the full-context values
+of step 1: they bootstrap correctly across segment cuts and are what the policy saw while
+acting. The ratio and the value clip use the replay of step 3, because they measure how
+far an update moved the policy and value *of the replay the loss differentiates*: with
+zero-state segments the replay lacks the context before each cut, so comparing it with
+the acting log-probs would count that lost context as policy change (a ratio != 1 before
+the first step, spurious clipping). With the replay, the ratio is 1 and no clip is active
+before the first gradient step in every mode. For tape units and stored-state segments
+the replay equals acting up to float rounding, so this changes nothing there.
 
 `act` returns `extras = {"value": [N], "log_prob": [N], "carry": state before obs}`; the
 loop stacks them into the rollout.
@@ -63,8 +77,9 @@ class Units:
 
     Attributes:
       transition: the transitions.
-      log_prob, value: the acting policy's log-prob and value.
-      advantage, target: GAE advantages and value targets.
+      log_prob, value: the behaviour log-prob of the taken action and value, from the
+        pre-update parameters replaying the unit as the loss does (same initial carry).
+      advantage, target: GAE advantages and value targets (full-context values).
     """
 
     transition: Transition
@@ -72,6 +87,12 @@ class Units:
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+
+
+def action_log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
+    """`log pi(action)` from logits `[M, A]` and actions `[M]` -> `[M]`."""
+    log_probs = jax.nn.log_softmax(logits)
+    return jnp.take_along_axis(log_probs, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
 
 def ppo_loss(
@@ -90,11 +111,21 @@ def ppo_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped-surrogate PPO loss over flat transitions; everything `[M]` (logits `[M, A]`).
 
-    Value loss: the max of the plain and clipped squared errors (PPO2 style). Every mean
-    runs over `mask`; advantages are normalised with masked statistics.
+    With `mean_m` the mean over `mask`, `r = exp(log pi(action) - old_log_prob)` and `Â`
+    the advantage, normalised to `(Â - mean_m Â) / (std_m Â + 1e-8)` (masked mean and
+    population std) when `normalize_advantage`:
+
+        policy_loss = -mean_m min(r Â, clip(r, 1 - clip_eps, 1 + clip_eps) Â)
+        value_loss  = 0.5 mean_m max((v - target)², (v_clip - target)²),
+                      v_clip = old_value + clip(v - old_value, -clip_eps, clip_eps)
+        entropy     = mean_m H(pi)
+        loss        = policy_loss + vf_coef value_loss - ent_coef entropy
+
+    The value clip reuses `clip_eps` (PPO2 style). Metrics: the three terms,
+    `approx_kl = mean_m (r - 1 - log r)` and `clip_frac = mean_m [|r - 1| > clip_eps]`.
     """
     log_probs = jax.nn.log_softmax(logits)
-    log_prob = jnp.take_along_axis(log_probs, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    log_prob = action_log_prob(logits, action)
     if normalize_advantage:
         mean = bt.masked_mean(advantage, mask)
         std = jnp.sqrt(bt.masked_mean((advantage - mean) ** 2, mask))
@@ -211,7 +242,7 @@ class PPO:
         """
         (logits, value), new_carry = step_network(self.network, state.params, obs, start, carry)
         action = jax.random.categorical(key, logits).astype(jnp.int32)
-        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], -1)[:, 0]
+        log_prob = action_log_prob(logits, action)
         return action, new_carry, {"value": value, "log_prob": log_prob, "carry": carry}
 
     def act_greedy(
@@ -273,6 +304,7 @@ class PPO:
 
         Tape: `U = E`, `S = T`, carry stored at `t = 0`. Segment: `U = E * T / L`, `S = L`,
         units of one stream consecutive, carry stored at each piece's first step or None.
+        `log_prob` and `value` come from `params` replaying each unit from that carry.
         """
         num_envs, length = rollout.transition.reward.shape
         seg = self.segment_length
@@ -281,22 +313,40 @@ class PPO:
                 f"segment_length ({seg}) must divide the rollout length T ({length})"
             )
         adv, target = self.advantages(params, rollout)
-        units = Units(
-            transition=rollout.transition,
-            log_prob=rollout.extras["log_prob"],
-            value=rollout.extras["value"],
-            advantage=adv,
-            target=target,
-        )
+        data = (rollout.transition, adv, target)
         stored = rollout.extras["carry"]
         if self.batching == "tape":
-            return units, jax.tree.map(lambda c: c[:, 0], stored)
-        pieces = num_envs * (length // seg)
-        units = jax.tree.map(lambda x: x.reshape((pieces, seg) + x.shape[2:]), units)
-        if self.initial_state == "zero":
-            return units, None
-        carry = jax.tree.map(lambda c: c[:, ::seg].reshape((pieces,) + c.shape[2:]), stored)
+            carry = jax.tree.map(lambda c: c[:, 0], stored)
+        else:
+            pieces = num_envs * (length // seg)
+            data = jax.tree.map(lambda x: x.reshape((pieces, seg) + x.shape[2:]), data)
+            carry = None
+            if self.initial_state == "stored":
+                carry = jax.tree.map(
+                    lambda c: c[:, ::seg].reshape((pieces,) + c.shape[2:]), stored
+                )
+        transition, adv, target = data
+        log_prob, value = self.behaviour(params, transition, carry)
+        units = Units(
+            transition=transition, log_prob=log_prob, value=value, advantage=adv, target=target
+        )
         return units, carry
+
+    def behaviour(
+        self, params: PyTree, transition: Transition, carry: PyTree
+    ) -> tuple[jax.Array, jax.Array]:
+        """Log-prob of the taken action and value, `[U, S]` each, replaying units `[U, S]`.
+
+        The same `unroll_segments` call as `loss`, from the same carries `[U, ...]` (or
+        None), so before the first gradient step `loss` sees a ratio of exactly 1 (up to
+        float rounding) and inactive clips, whatever the batching mode.
+        """
+        params = jax.lax.stop_gradient(params)  # the behaviour policy is a constant
+        run = bt.unroll_segments(self.network, params, transition, carry, with_next=False)
+        logits, value = run.out
+        shape = transition.reward.shape
+        log_prob = action_log_prob(logits, run.transition.action)
+        return log_prob.reshape(shape), value.reshape(shape)
 
     def loss(
         self, params: PyTree, units: Units, carry: PyTree

@@ -1,5 +1,6 @@
 """Recurrent PPO: act-time values, GAE through the memoroid, units that keep time intact,
-and a contextual bandit it must solve."""
+a behaviour replay that makes the first ratio 1 in every mode, and a contextual bandit it
+must solve. ppo_loss itself is checked against numpy in test_ppo_loss_reference.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlmem.agents import batching as bt
 from rlmem.agents.base import Rollout
 from rlmem.agents.ppo import PPO
 from rlmem.memory import make_memory
@@ -20,8 +20,9 @@ FFM = dict(trace_size=4, context_size=2, output_size=16)
 
 
 def build(**kw) -> PPO:
+    kw = dict(update_epochs=2, num_minibatches=2) | kw
     return PPO(make_memory("ffm", **FFM), F, A, gamma=GAMMA, gae_lambda=LAM, hidden_size=16,
-               update_epochs=2, num_minibatches=2, segment_length=L, **kw)
+               segment_length=L, **kw)
 
 
 def acted_rollout(algo: PPO, state, streams) -> Rollout:
@@ -83,9 +84,16 @@ def test_values_and_gae_match_episode_prefix_references(setup):
         np.testing.assert_allclose(target[e], expected + v, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("batching, initial_state", [("tape", "zero"), ("segment", "stored"),
-                                                     ("segment", "zero")])
-def test_units_keep_time_order_and_replay_the_acting_policy(setup, batching, initial_state):
+MODES = [("tape", "zero"), ("segment", "stored"), ("segment", "zero")]
+
+
+def take(tree, index):
+    """Rows `index` of every leaf."""
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+@pytest.mark.parametrize("batching, initial_state", MODES)
+def test_units_keep_time_order_and_hold_the_replayed_behaviour(setup, batching, initial_state):
     _, state, rollout = setup
     algo = build(batching=batching, initial_state=initial_state)
     units, carry = jax.jit(algo.make_units)(state.params, rollout)
@@ -100,20 +108,56 @@ def test_units_keep_time_order_and_replay_the_acting_policy(setup, batching, ini
                 stored = rollout.extras["carry"].trace[e, k * L]
                 np.testing.assert_array_equal(carry.trace[u], stored)
 
-    @jax.jit
-    def replay_log_prob(params):
-        run = bt.unroll_segments(algo.network, params, units.transition, carry, with_next=False)
-        logits, _ = run.out
-        log_p = jax.nn.log_softmax(logits)
-        return jnp.take_along_axis(log_p, run.transition.action[:, None], -1)[:, 0]
+    # The behaviour log-prob and value are each unit replayed on its own from its carry
+    # (plain model calls, one unit at a time).
+    apply = jax.jit(algo.network.apply)
+    for u in range(units.transition.obs.shape[0]):
+        c = algo.network.initialize_carry() if carry is None else take(carry, u)
+        (logits, value), _ = apply(state.params, units.transition.obs[u],
+                                   units.transition.start[u], c)
+        log_p = jax.nn.log_softmax(logits)[np.arange(units.log_prob.shape[1]),
+                                           units.transition.action[u]]
+        np.testing.assert_allclose(units.log_prob[u], log_p, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(units.value[u], value, rtol=1e-5, atol=1e-6)
 
-    log_prob = replay_log_prob(state.params)
-    acting = units.log_prob.reshape(-1)
+    acting = rollout.extras["log_prob"].reshape(units.log_prob.shape)
     if initial_state == "zero" and batching == "segment":
-        # Truncated segments forget what came before them: the policy differs somewhere.
-        assert not np.allclose(log_prob, acting, atol=1e-5)
-    else:  # the stored state makes the replay exact: PPO's ratio starts at 1
-        np.testing.assert_allclose(log_prob, acting, rtol=1e-5, atol=1e-5)
+        # Truncated segments forget what came before them: the replay is not the acting
+        # policy, which is why the behaviour must be recomputed rather than taken from act.
+        assert not np.allclose(units.log_prob, acting, atol=1e-5)
+    else:  # the stored state makes the replay equal acting
+        np.testing.assert_allclose(units.log_prob, acting, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(units.value, rollout.extras["value"].reshape(
+            units.value.shape), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batching, initial_state", MODES)
+def test_ratio_is_one_and_clips_inactive_before_the_first_step(setup, batching, initial_state):
+    # With clip_eps = 1e-6, clip_frac == 0 says |ratio - 1| <= 1e-6 for every transition;
+    # the same tiny clip_eps makes the value clip bind on any value change above 1e-6.
+    _, state, rollout = setup
+    eps = 1e-6
+    # One epoch of one minibatch: learn's only step is evaluated at the pre-update
+    # parameters, over all units in shuffled order.
+    algo = build(batching=batching, initial_state=initial_state, clip_eps=eps,
+                 update_epochs=1, num_minibatches=1)
+    _, metrics = jax.jit(algo.learn)(state, rollout, jax.random.key(4))
+    units, carry = jax.jit(algo.make_units)(state.params, rollout)
+    unclipped_value_loss = 0.5 * np.mean((np.asarray(units.value) - units.target) ** 2)
+    assert float(metrics["clip_frac"]) == 0.0
+    assert float(metrics["approx_kl"]) < 1e-10
+    # ratio 1 leaves the surrogate at -mean(normalised advantage) = 0
+    assert abs(float(metrics["policy_loss"])) < 1e-5
+    np.testing.assert_allclose(metrics["value_loss"], unclipped_value_loss, rtol=1e-5)
+
+    # The same on smaller minibatches (a different vmap width than the behaviour replay).
+    loss = jax.jit(algo.loss)
+    order = np.random.default_rng(0).permutation(units.log_prob.shape[0])
+    for group in np.array_split(order, 2):
+        _, m = loss(state.params, take(units, group),
+                    None if carry is None else take(carry, group))
+        assert float(m["clip_frac"]) == 0.0
+        assert float(m["approx_kl"]) < 1e-10
 
 
 def test_segment_learn_runs_every_minibatch(setup):
