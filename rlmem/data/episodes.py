@@ -36,12 +36,14 @@ def _draw_across_streams(key: jax.Array, counts: jax.Array, n: int):
 def episode_span(store: TapeStore, stream: jax.Array, episode: jax.Array):
     """Start time and length of episodes (any shape of `stream` / `episode` arrays).
 
-    A still-running episode ends at `store.steps`. Returns `(start, length, running)`.
+    A still-running episode ends at its stream's clock `store.steps[stream]`.
+    Returns `(start, length, running)`.
     """
     c = store.stream_capacity
     start = store.ep_start[stream, episode % c]
     has_next = episode + 1 < store.ep_hi[stream]
-    end = jnp.where(has_next, store.ep_start[stream, (episode + 1) % c], store.steps)
+    end = jnp.where(has_next, store.ep_start[stream, (episode + 1) % c],
+                    store.steps[stream])
     return start, end - start, ~has_next
 
 

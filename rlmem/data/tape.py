@@ -1,9 +1,10 @@
 """The tape store: fixed-capacity circular storage of transitions, one tape per env stream.
 
 Each of the `num_envs` streams owns `C = capacity // num_envs` slots; absolute time `t`
-of a stream (its `t`-th transition ever written) lives in slot `t % C`. All streams
-advance together (`add` takes `[num_envs, T]` chunks), so one counter `steps` gives the
-time of every stream.
+of a stream (its `t`-th transition ever written) lives in slot `t % C`. `add` takes
+`[num_envs, T]` chunks of which each stream keeps a prefix of `length[e] <= T` real steps
+(all `T` by default; fewer when the loop collects whole episodes of varying length), so
+every stream has its own clock `steps[e]`.
 
 Episode bookkeeping is a per-stream circular index of episode start times: episode `k`
 (counted from 0 since the stream began) started at `ep_start[e, k % C]`; episodes
@@ -11,7 +12,7 @@ Episode bookkeeping is a per-stream circular index of episode start times: episo
 transition is in the store, so when `add` overwrites slots it counts the `start` flags it
 overwrites and advances `ep_lo` by that much: O(T) per add, never O(capacity). A stream
 holds at most `C` episodes (each has >= 1 transition), so the index never overflows.
-Episode `k` ends where episode `k + 1` starts, or at `steps` while it is still running.
+Episode `k` ends where episode `k + 1` starts, or at `steps[e]` while it is still running.
 
 Times and episode numbers are int32: a stream can be written for 2**31 steps.
 """
@@ -42,7 +43,7 @@ class TapeStore:
       ep_start: `[E, C]` int32, circular index: start time of episode `k` at `k % C`.
       ep_lo: `[E]` int32, oldest valid episode number per stream.
       ep_hi: `[E]` int32, number of episodes started per stream (newest is `ep_hi - 1`).
-      steps: `[]` int32, transitions written per stream so far.
+      steps: `[E]` int32, transitions written to each stream so far (its clock).
     """
 
     data: Transition
@@ -113,7 +114,7 @@ def init_store(
         ep_start=jnp.zeros(lead, jnp.int32),
         ep_lo=jnp.zeros((num_envs,), jnp.int32),
         ep_hi=jnp.zeros((num_envs,), jnp.int32),
-        steps=jnp.zeros((), jnp.int32),
+        steps=jnp.zeros((num_envs,), jnp.int32),
     )
 
 
@@ -143,47 +144,60 @@ def _check_chunk(store: TapeStore, chunk: Transition, extras: dict | None) -> in
 
 
 def add(
-    store: TapeStore, chunk: Transition, extras: dict[str, jax.Array] | None = None
+    store: TapeStore,
+    chunk: Transition,
+    extras: dict[str, jax.Array] | None = None,
+    length: jax.Array | None = None,
 ) -> TapeStore:
-    """Append a chunk of `T` steps to every stream, overwriting the oldest slots.
+    """Append a chunk to every stream, overwriting the oldest slots.
 
     Args:
       store: the store.
       chunk: `Transition` with leaves `[num_envs, T, ...]`, each stream in time order and
         continuing where the previous chunk of that stream stopped; `mask` is ignored.
       extras: dict with the same keys as `extras_example`, leaves `[num_envs, T, ...]`.
+      length: `[num_envs]` int, real steps at the front of each stream's chunk (`0..T`);
+        the rest is padding and is not written. None = all `T` steps.
 
     Returns:
       The updated store. Cost O(num_envs * T), independent of capacity.
     """
     t_len = _check_chunk(store, chunk, extras)
     e, c = store.num_envs, store.stream_capacity
-    times = store.steps + jnp.arange(t_len, dtype=jnp.int32)  # [T]
+    col = jnp.arange(t_len, dtype=jnp.int32)
+    if length is None:
+        length = jnp.full((e,), t_len, jnp.int32)
+    length = jnp.clip(jnp.asarray(length, jnp.int32), 0, t_len)
+    real = col[None, :] < length[:, None]  # [E, T]
+    times = store.steps[:, None] + col[None, :]  # [E, T]
     slots = times % c
+    rows = jnp.arange(e)[:, None]
     # The first transition ever written opens an episode, whatever its flag says.
-    start = jnp.asarray(chunk.start, bool) | (times == 0)[None, :]  # [E, T]
+    start = (jnp.asarray(chunk.start, bool) | (times == 0)) & real
 
     # Episodes whose first transition is overwritten now stop being valid, oldest first.
-    held = (times - c >= 0)[None, :]  # the slot already held data
-    evicted = jnp.sum(store.data.start[:, slots] & held, axis=1, dtype=jnp.int32)
+    held = real & (times - c >= 0)  # the slot already held data
+    evicted = jnp.sum(store.data.start[rows, slots] & held, axis=1, dtype=jnp.int32)
     ep_lo = store.ep_lo + evicted
 
     # New episode starts go to the circular index; non-starts scatter out of bounds.
     opened = jnp.cumsum(start, axis=1, dtype=jnp.int32)  # [E, T]
     ep_id = store.ep_hi[:, None] + opened - 1  # the running episode if no start yet
-    rows = jnp.arange(e)[:, None]
     ring = jnp.where(start, ep_id % c, c)
-    ep_start = store.ep_start.at[rows, ring].set(jnp.broadcast_to(times, (e, t_len)), mode="drop")
+    ep_start = store.ep_start.at[rows, ring].set(times, mode="drop")
     ep_hi = store.ep_hi + opened[:, -1]
 
+    # Padding scatters out of bounds (slot c) and is dropped.
+    dest = jnp.where(real, slots, c)
+
     def write(buf: jax.Array, x: jax.Array) -> jax.Array:
-        return buf.at[:, slots].set(jnp.asarray(x, buf.dtype))
+        return buf.at[rows, dest].set(jnp.asarray(x, buf.dtype), mode="drop")
 
     fields = {f: write(getattr(store.data, f), getattr(chunk, f)) for f in _FIELDS if f != "start"}
     data = Transition(
         **fields,
         start=write(store.data.start, start),
-        mask=store.data.mask.at[:, slots].set(True),
+        mask=write(store.data.mask, jnp.ones((e, t_len), bool)),
     )
     new_extras = jax.tree.map(write, store.extras, dict(extras or {}))
     # A stream whose running episode has lost its start keeps ep_lo <= ep_hi.
@@ -195,7 +209,7 @@ def add(
         ep_start=ep_start,
         ep_lo=ep_lo,
         ep_hi=ep_hi,
-        steps=store.steps + t_len,
+        steps=store.steps + length,
     )
 
 
@@ -205,7 +219,7 @@ def num_episodes(store: TapeStore) -> jax.Array:
 
 
 def valid_from(store: TapeStore) -> jax.Array:
-    """`[E]` int32: time of each stream's oldest valid transition (`steps` if none)."""
+    """`[E]` int32: time of each stream's oldest valid transition (`steps[e]` if none)."""
     lo_start = store.ep_start[jnp.arange(store.num_envs), store.ep_lo % store.stream_capacity]
     return jnp.where(num_episodes(store) > 0, lo_start, store.steps)
 

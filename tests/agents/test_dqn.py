@@ -39,7 +39,7 @@ def test_random_phase_only_stores_then_updates_run(batching):
     rollout = ref.as_rollout(streams, extras)
 
     s1, m1 = learn(state, rollout, jax.random.key(1))
-    assert int(s1.epochs) == ends and int(s1.store.steps) == T
+    assert int(s1.epochs) == ends and int(s1.store.steps[0]) == T
     assert int(s1.updates) == 0 and float(m1["training"]) == 0.0
     assert leaves_equal(s1.params, state.params)
     # The random phase is over: epsilon has left 1 for the linear decay from 0.2.

@@ -38,31 +38,40 @@ add_jit = jax.jit(add)
 class ReferenceStore:
     num_envs: int
     stream_capacity: int
-    steps: int = 0
+    # clock[e] = transitions written to stream e (streams may advance by different amounts).
+    clock: list[int] = field(default_factory=list)
     # episodes[e] = list of [start_time, length]; the last one may still be running.
     episodes: list[list[list[int]]] = field(default_factory=list)
     terminated: list[dict[int, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.clock = [0] * self.num_envs
         self.episodes = [[] for _ in range(self.num_envs)]
         self.terminated = [{} for _ in range(self.num_envs)]
 
-    def add(self, start: np.ndarray, terminated: np.ndarray) -> None:
-        """start, terminated: [E, T] bool."""
+    @property
+    def steps(self) -> int:
+        """The common clock of streams that all advanced together."""
+        assert len(set(self.clock)) == 1, f"streams have different clocks {self.clock}"
+        return self.clock[0]
+
+    def add(self, start: np.ndarray, terminated: np.ndarray, length=None) -> None:
+        """start, terminated: [E, T] bool; stream e keeps its first length[e] steps."""
         for e in range(self.num_envs):
-            for i in range(start.shape[1]):
-                t = self.steps + i
+            n = start.shape[1] if length is None else int(length[e])
+            for i in range(n):
+                t = self.clock[e] + i
                 if start[e, i] or t == 0:
                     self.episodes[e].append([t, 0])
                 self.episodes[e][-1][1] += 1
                 self.terminated[e][t] = bool(terminated[e, i])
-        self.steps += start.shape[1]
+            self.clock[e] += n
 
     def valid_episodes(self) -> dict[tuple[int, int], tuple[int, bool]]:
         """(stream, start_time) -> (length, running) for every episode the store must hold."""
         out = {}
-        oldest = self.steps - self.stream_capacity
         for e, eps in enumerate(self.episodes):
+            oldest = self.clock[e] - self.stream_capacity
             for k, (t0, n) in enumerate(eps):
                 if t0 >= oldest:
                     out[(e, t0)] = (n, k == len(eps) - 1)
@@ -113,8 +122,12 @@ def make_chunk(start, term, trunc, t0: int, t1: int, obs_dim: int = 2):
     return chunk, extras
 
 
-def fill(shape, seed: int, num_chunks: int, p_end: float):
+def fill(shape, seed: int, num_chunks: int, p_end: float, ragged: bool = False):
     """A store of `shape` (SHAPES entry) and a ReferenceStore fed the same random chunks.
+
+    `ragged`: each chunk keeps a random prefix of 0..T real steps per stream (as when the
+    loop collects whole episodes); the padding after it holds junk tagged with time -1,
+    which must never be written.
 
     Returns (store, reference, (start, terminated, truncated) flags [E, total]).
     """
@@ -125,11 +138,38 @@ def fill(shape, seed: int, num_chunks: int, p_end: float):
     flags = make_stream(rng, e, total, p_end)
     ref = ReferenceStore(e, c)
     for i in range(num_chunks):
-        t0, t1 = i * chunk_len, (i + 1) * chunk_len
-        chunk, extras = make_chunk(*flags, t0, t1, obs_dim=store.data.obs.shape[-1])
-        store = add_jit(store, chunk, extras)
-        ref.add(flags[0][:, t0:t1], flags[1][:, t0:t1])
+        if not ragged:
+            t0, t1 = i * chunk_len, (i + 1) * chunk_len
+            chunk, extras = make_chunk(*flags, t0, t1, obs_dim=store.data.obs.shape[-1])
+            store = add_jit(store, chunk, extras)
+            ref.add(flags[0][:, t0:t1], flags[1][:, t0:t1])
+            continue
+        length = rng.integers(0, chunk_len + 1, e)
+        rows = [_ragged_row(flags, s, ref.clock[s], int(length[s]), chunk_len,
+                            store.data.obs.shape[-1]) for s in range(e)]
+        chunk, extras = jax.tree.map(lambda *xs: np.concatenate(xs), *rows)
+        store = add_jit(store, chunk, extras, length)
+        ref.add(chunk.start, chunk.terminated, length)
     return store, ref, flags
+
+
+def _ragged_row(flags, stream: int, t0: int, n: int, chunk_len: int, obs_dim: int):
+    """Stream `stream`'s steps t0..t0+n-1 then junk up to `chunk_len`, as a [1, T] chunk."""
+    one = tuple(f[stream:stream + 1] for f in flags)
+    chunk, extras = make_chunk(*one, t0, t0 + n, obs_dim=obs_dim)
+    obs = chunk.obs.copy()
+    obs[..., 0] = stream
+    chunk = chunk.replace(obs=obs, next_obs=obs + 1.0)
+    extras["h"][..., 0] = stream + 0.5
+    pad = chunk_len - n
+
+    def junk(x):
+        x = np.asarray(x)
+        filler = np.full((1, pad) + x.shape[2:], -1, x.dtype) if x.dtype != bool else (
+            np.ones((1, pad) + x.shape[2:], bool))
+        return np.concatenate([x, filler], axis=1)
+
+    return jax.tree.map(junk, chunk), jax.tree.map(junk, extras)
 
 
 def small_store():

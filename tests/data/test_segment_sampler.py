@@ -64,9 +64,10 @@ def check_segments(batch, ref, flags, length, burn_in):
     num_chunks=st.integers(1, 12),
     p_end=st.sampled_from([0.05, 0.3, 0.9]),
     seed=st.integers(0, 2**16),
+    ragged=st.booleans(),
 )
-def test_segments_match_reference(shape, num_chunks, p_end, seed):
-    store, ref, flags = fill(shape, seed, num_chunks, p_end)
+def test_segments_match_reference(shape, num_chunks, p_end, seed, ragged):
+    store, ref, flags = fill(shape, seed, num_chunks, p_end, ragged)
     for key in jax.random.split(jax.random.key(seed), 2):
         for batch, (length, burn_in) in zip(sample_all(store, key), SETTINGS, strict=True):
             check_segments(batch, ref, flags, length, burn_in)

@@ -75,9 +75,10 @@ def check_tape(batch, ref, flags, batch_size):
     num_chunks=st.integers(1, 12),
     p_end=st.sampled_from([0.05, 0.3, 0.9]),
     seed=st.integers(0, 2**16),
+    ragged=st.booleans(),
 )
-def test_tape_batches_match_reference(shape, num_chunks, p_end, seed):
-    store, ref, flags = fill(shape, seed, num_chunks, p_end)
+def test_tape_batches_match_reference(shape, num_chunks, p_end, seed, ragged):
+    store, ref, flags = fill(shape, seed, num_chunks, p_end, ragged)
     for key in jax.random.split(jax.random.key(seed), 3):
         for batch in sample_both(store, key):
             check_tape(batch, ref, flags, BATCH)
