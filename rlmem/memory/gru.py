@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.baseline import FoldedCell
+from rlmem.memory.baseline import FoldedCell, gatewise_orthogonal
 
 
 class GRU(FoldedCell):
@@ -30,8 +30,9 @@ class GRU(FoldedCell):
     def setup(self):
         size = self.output_size
         self.input_proj = nn.Dense(3 * size, name="input_proj")  # [r | z | n]
+        # One orthogonal [H, H] block per gate, as flax's GRUCell (U_r, U_z, U_n).
         self.recurrent = self.param(
-            "recurrent", nn.initializers.orthogonal(column_axis=-1), (3, size, size)
+            "recurrent", gatewise_orthogonal(3, axis=0), (3, size, size)
         )
         self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (size,))
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from rlmem.memory.baseline import FoldedCell
+from rlmem.memory.baseline import FoldedCell, gatewise_orthogonal
 
 LSTMCarry = tuple[jax.Array, jax.Array]  # (c [H], h [H])
 
@@ -37,8 +37,9 @@ class LSTM(FoldedCell):
     def setup(self):
         size = self.output_size
         self.input_proj = nn.Dense(4 * size, bias_init=init_gate_bias, name="input_proj")
+        # [U_i | U_f | U_g | U_o]: one orthogonal [H, H] block per gate, as flax's LSTMCell.
         self.recurrent = self.param(
-            "recurrent", nn.initializers.orthogonal(column_axis=-1), (size, 4 * size)
+            "recurrent", gatewise_orthogonal(4, axis=-1), (size, 4 * size)
         )
 
     @nn.nowrap

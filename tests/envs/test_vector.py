@@ -1,4 +1,5 @@
-"""VecEnv (optimistic resets) against gymnax-style auto-reset."""
+"""VecEnv (optimistic resets) against plain envs stepped one at a time, and gymnax-style
+auto-reset."""
 
 import jax
 import jax.numpy as jnp
@@ -20,57 +21,155 @@ def _random_actions(key, n):
     return jax.random.randint(key, (n,), 0, 2)
 
 
-def test_exact_when_every_env_gets_its_own_reset(cartpole):
-    """k == N: each finished env i takes reset key i of that step, as a per-env reference
-    (a plain Python loop over envs with gymnax's step-then-select auto-reset) does."""
-    env, params = cartpole
-    venv = VecEnv(env, params, N, resets_per_step=N)
-    stats_env = venv.env
+# A short time limit, so that episodes end by truncation as well as by termination.
+LIMIT = 20
+
+
+@pytest.fixture(scope="module")
+def noisy_cartpole():
+    """CartPole whose steps are random too (observation noise drawn from the step key), so
+    the per-env step keys matter, unlike gymnax CartPole's deterministic steps."""
+    return make("NoisyPositionOnlyCartPoleEasy", max_episode_length=LIMIT)
+
+
+def _row(tree, i):
+    return jax.tree.map(lambda x: np.asarray(x[i]), tree)
+
+
+def _close(actual, expected, what):
+    # vmapped and single-env compiles may round differently (fused multiply-adds)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=what), actual, expected)
+
+
+class PlainEnvs:
+    """The reference: `N` copies of the plain env (`make`'s, without VecEnv's
+    EpisodeStatistics), stepped one env at a time through `step_env`/`is_truncated`, with
+    episode boundaries, lengths and returns counted here in Python."""
+
+    def __init__(self, env, params, states):
+        self.env, self.params = env, params
+        self.step_env = jax.jit(env.step_env)
+        self.reset_env = jax.jit(env.reset_env)
+        self.is_truncated = jax.jit(env.is_truncated)
+        self.states = list(states)
+        n = len(self.states)
+        self.length, self.ret = [0] * n, [0.0] * n
+        self.ends = {"terminated": 0, "truncated": 0}
+        self.episodes = [0] * n
+
+    def step(self, i, key, action):
+        """One step of env `i`: (obs, reward, terminated, truncated, length, return); the
+        last two are the finished episode's where it ended, else None."""
+        obs, state, reward, terminated, _ = self.step_env(key, self.states[i], action,
+                                                          self.params)
+        terminated = bool(terminated)
+        truncated = bool(self.is_truncated(state, self.params)) and not terminated
+        self.states[i] = state
+        self.length[i] += 1
+        self.ret[i] += float(reward)
+        episode = (None, None)
+        if terminated or truncated:
+            episode = (self.length[i], self.ret[i])
+            self.length[i], self.ret[i] = 0, 0.0
+            self.ends["terminated" if terminated else "truncated"] += 1
+            self.episodes[i] += 1
+        return obs, float(reward), terminated, truncated, *episode
+
+
+def _check_against_plain_envs(venv, env, params, steps, key, reset_keys_known):
+    """Steps `venv` and `PlainEnvs` side by side and compares every output per env.
+
+    VecEnv's step key `k` splits into `(step_key, reset_key)`, and env `i` steps with
+    `split(step_key, N)[i]`, so the reference steps with the same randomness. Where the
+    reference's own episode ends: with `reset_keys_known` (k == N, no pool) it resets
+    itself with `split(reset_key, N)[i]`, as gymnax's auto-reset would; otherwise the
+    fresh state comes from VecEnv's pool, which the reference cannot reproduce, so it
+    checks that the state VecEnv put in is a fresh, never handed-out reset state and
+    continues from it.
+    """
+    n = venv.num_envs
     step = jax.jit(venv.step)
-    step_one = jax.jit(stats_env.step_env)
-    reset_one = jax.jit(stats_env.reset_env)
-    trunc_one = jax.jit(stats_env.is_truncated)
-    key = jax.random.PRNGKey(0)
+    get_obs = jax.jit(env.get_obs)
     obs, state = venv.reset(key)
-    ref = [jax.tree.map(lambda x, i=i: x[i], state.env_state) for i in range(N)]
-    ends = 0
-    for t in range(40):
+    ref = PlainEnvs(env, params, [_row(state.env_state.env_state, i) for i in range(n)])
+    handed_out = {tuple(np.asarray(o).round(6)) for o in np.asarray(obs)}
+    for t in range(steps):
         key, k_act, k_step = jax.random.split(key, 3)
-        action = _random_actions(k_act, N)
-        obs, state, reward, term, trunc, info = step(k_step, state, action)
+        action = _random_actions(k_act, n)
+        out = step(k_step, state, action)
+        state = out[1]
+        # One transfer per step: indexing numpy copies is cheap, indexing jax arrays is not.
+        obs, state_np, reward, term, trunc, info = jax.device_get(out)
         step_key, reset_key = jax.random.split(k_step)
-        step_keys, reset_keys = jax.random.split(step_key, N), jax.random.split(reset_key, N)
-        for i in range(N):
-            o, s, r, te, _ = step_one(step_keys[i], ref[i], action[i], params)
-            done = bool(te) or bool(trunc_one(s, params))
-            np.testing.assert_allclose(np.asarray(info["final_obs"][i]), np.asarray(o),
-                                       rtol=1e-5, atol=1e-6)
+        step_keys, reset_keys = jax.random.split(step_key, n), jax.random.split(reset_key, n)
+        step_keys, reset_keys, action = jax.device_get((step_keys, reset_keys, action))
+        for i in range(n):
+            where = f"t={t} env={i}"
+            o, r, te, tr, length, ret = ref.step(i, step_keys[i], action[i])
+            done = length is not None
+            _close(info["final_obs"][i], o, f"{where}: final_obs")
+            assert float(reward[i]) == r, where
+            assert (bool(term[i]), bool(trunc[i])) == (te, tr), where
+            # The flag under test: the returned obs starts an episode exactly where the
+            # reference's own episode ended.
+            assert bool(info["start"][i]) == done, where
+            assert bool(info["episode_done"][i]) == done, where
             if done:
-                o, s = reset_one(reset_keys[i], params)
-                ends += 1
-            ref[i] = s
-            assert bool(info["start"][i]) == done and float(reward[i]) == float(r)
-            assert bool(term[i] | trunc[i]) == done
-            np.testing.assert_allclose(np.asarray(obs[i]), np.asarray(o), rtol=1e-5,
-                                       atol=1e-6, err_msg=f"t={t} i={i}")
-            # vmapped and single-env compiles may round differently (fused multiply-adds)
-            jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(
-                np.asarray(a[i]), b, rtol=1e-5, atol=1e-6), state.env_state, s)
-    assert ends > N  # resets really happened
+                assert int(info["episode_length"][i]) == length, where
+                np.testing.assert_allclose(float(info["episode_return"][i]), ret, rtol=1e-6)
+                if reset_keys_known:
+                    o, ref.states[i] = ref.reset_env(reset_keys[i], params)
+                else:
+                    fresh = _row(state_np.env_state.env_state, i)
+                    # A reset state (time 0, first-step flag set) whose obs is returned...
+                    assert int(fresh.env_state.time) == 0 and int(fresh.is_first) == 1, where
+                    o = get_obs(fresh, params)
+                    # ...and not one handed out before (the resets' observations are
+                    # continuous random draws: equal ones mean a reused state).
+                    assert tuple(np.asarray(o).round(6)) not in handed_out, where
+                    handed_out.add(tuple(np.asarray(o).round(6)))
+                    ref.states[i] = fresh
+            _close(obs[i], o, f"{where}: obs")
+            _close(_row(state_np.env_state.env_state, i), ref.states[i], f"{where}: state")
+            # The statistics wrapper's counters restart with the episode.
+            assert int(state_np.env_state.episode_length[i]) == ref.length[i], where
+    # Several episodes per env, ended both ways: every branch above was taken.
+    assert min(ref.episodes) >= 2, ref.episodes
+    assert ref.ends["terminated"] > 0 and ref.ends["truncated"] > 0, ref.ends
+
+
+def test_exact_when_every_env_gets_its_own_reset(noisy_cartpole):
+    """k == N: each finished env i takes reset key i of that step, exactly as per-env
+    gymnax auto-reset (plain env, Python loop) with the same keys."""
+    env, params = noisy_cartpole
+    venv = VecEnv(env, params, N, resets_per_step=N)
+    _check_against_plain_envs(venv, env, params, 3 * LIMIT, jax.random.PRNGKey(0),
+                              reset_keys_known=True)
+
+
+def test_pool_resets_against_plain_envs(noisy_cartpole):
+    """k < N (reset pool): outside resets every env is exactly the plain env stepped with
+    the same keys, episodes end (start flag, terminated/truncated, statistics) exactly where
+    the plain env's do, and a finished env continues from a fresh, unused reset state."""
+    env, params = noisy_cartpole
+    venv = VecEnv(env, params, 2 * N, resets_per_step=2)
+    assert venv.pool_size == 2 * N
+    _check_against_plain_envs(venv, env, params, 3 * LIMIT, jax.random.PRNGKey(3),
+                              reset_keys_known=False)
 
 
 def _episode_stats(run_step, reset, steps, key):
-    """Completed-episode returns/lengths and the stream flags over `steps` steps."""
+    """Completed-episode returns/lengths over `steps` steps."""
     obs, state = reset(key)
-    returns, lengths, flags = [], [], []
+    returns, lengths = [], []
     for _ in range(steps):
         key, k_act, k_step = jax.random.split(key, 3)
         obs, state, reward, term, trunc, info = run_step(k_step, state, _random_actions(k_act, 64))
         done = np.asarray(info["episode_done"])
         returns += list(np.asarray(info["episode_return"])[done])
         lengths += list(np.asarray(info["episode_length"])[done])
-        flags.append((np.asarray(term), np.asarray(trunc), np.asarray(info.get("start", done))))
-    return np.array(returns), np.array(lengths), flags
+    return np.array(returns), np.array(lengths)
 
 
 def test_statistics_match_gymnax_auto_reset(cartpole):
@@ -88,16 +187,13 @@ def test_statistics_match_gymnax_auto_reset(cartpole):
 
     ours = _episode_stats(jax.jit(venv.step), jax.jit(venv.reset), 200, jax.random.PRNGKey(1))
     theirs = _episode_stats(g_step, g_reset, 200, jax.random.PRNGKey(2))
-    for a, b in zip(ours[:2], theirs[:2], strict=True):
+    for a, b in zip(ours, theirs, strict=True):
         assert len(a) > 300 and len(b) > 300
         se = np.sqrt(a.var() / len(a) + b.var() / len(b))
         assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
     # CartPole's reward is 1 per step: a completed episode's return is its length.
     np.testing.assert_allclose(ours[0], ours[1])
-    # The flag convention: start[t] == terminated[t] | truncated[t], never both.
-    for term, trunc, start in ours[2]:
-        assert not (term & trunc).any()
-        np.testing.assert_array_equal(start, term | trunc)
+    # The start flags are checked step by step against plain envs in the two tests above.
 
 
 def test_card_episodes_have_popgym_length_and_stats():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 from hypothesis import given
 from hypothesis import strategies as st
@@ -61,3 +62,18 @@ def test_matches_flax_cell(seed):
 def test_carry_is_zeros():
     carry = GRU(output_size=H).initialize_carry()
     assert carry.shape == (H,) and not np.any(carry)
+
+
+@pytest.mark.parametrize("size", [5, 16])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_gates_recurrent_kernel_is_orthogonal(size, seed):
+    """Like flax's GRUCell (one orthogonal `h*` kernel per gate), every gate's [H, H] block
+    is orthogonal: all singular values 1. An orthogonal init of the stacked [3, H, H]
+    tensor only makes its 3H rows jointly orthonormal, leaving each block's singular
+    values spread below 1, which shrinks the recurrent signal of every gate."""
+    params = init_on_zeros(GRU(output_size=size), 2, F, seed=seed)
+    recurrent = np.asarray(params["params"]["recurrent"], np.float64)
+    assert recurrent.shape == (3, size, size)
+    for gate, block in zip("rzn", recurrent, strict=True):
+        singular_values = np.linalg.svd(block, compute_uv=False)
+        np.testing.assert_allclose(singular_values, 1.0, atol=1e-5, err_msg=f"gate {gate}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,3 +63,18 @@ def test_forget_bias_and_carry():
     np.testing.assert_array_equal(bias, np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)])
     c, h = LSTM(output_size=H).initialize_carry()
     assert c.shape == h.shape == (H,) and not np.any(c) and not np.any(h)
+
+
+@pytest.mark.parametrize("size", [5, 16])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_gates_recurrent_kernel_is_orthogonal(size, seed):
+    """Like flax's LSTMCell (one orthogonal `h*` kernel per gate), every gate's [H, H] block
+    of the [H, 4H] recurrent kernel is orthogonal: all singular values 1. An orthogonal
+    init of the whole [H, 4H] kernel only makes its H rows orthonormal, leaving each
+    block's singular values spread below 1."""
+    params = init_on_zeros(LSTM(output_size=size), 2, F, seed=seed)
+    recurrent = np.asarray(params["params"]["recurrent"], np.float64)
+    assert recurrent.shape == (size, 4 * size)
+    for gate, block in zip("ifgo", np.split(recurrent, 4, axis=-1), strict=True):
+        singular_values = np.linalg.svd(block, compute_uv=False)
+        np.testing.assert_allclose(singular_values, 1.0, atol=1e-5, err_msg=f"gate {gate}")
