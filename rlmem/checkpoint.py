@@ -27,12 +27,13 @@ Why it is safe:
   checkpoint is unreadable or fails its checksums and no step was asked for, it is moved
   aside to ``corrupt-<step>`` (never deleted) with a warning, and the next older one is
   restored; if none is valid, `CheckpointCorruptError` is raised. An explicit `step` that
-  is corrupt raises.
+  is corrupt raises. Orbax's and tensorstore's messages are quoted cut short.
 * **Mismatches are refused.** A checkpoint whose `fingerprint` (the config minus run-only
   keys) or leaf structure/shapes/dtypes differ from the run's raises
   `CheckpointMismatchError` listing what differs; it never falls back to an older one.
-* **Nothing is overwritten** by accident: `prepare_run_dir` refuses to start fresh in a
-  directory that holds a run unless told to overwrite, and then moves the old files aside.
+* **Failed saves say why**: `CheckpointSaveError` names the step and the OS's reason (e.g.
+  "No space left on device"), at `save`, `wait` or `close` (async saves: the next of them).
+* **Nothing is overwritten** by accident: see `rlmem.rundir` (`prepare_run_dir`, the lock).
 
 `exclude_replay=True` leaves every `rlmem.data.tape.TapeStore` out of the checkpoint: the
 restored state keeps the `like` tree's (fresh, empty) store, so a resumed run refills its
@@ -44,10 +45,8 @@ without it is refused by a run that wants the store.
 from __future__ import annotations
 
 import json
-import logging
 import numbers
 import shutil
-import time
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -59,66 +58,27 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rlmem.data.tape import TapeStore
+from rlmem.errors import RunError
+from rlmem.orbax_compat import quiet_orbax, why
+from rlmem.rundir import CHECKPOINT_SUBDIR, prepare_run_dir  # noqa: F401  (re-exported)
 
 PyTree = Any
-
-CHECKPOINT_SUBDIR = "checkpoints"
-
-
-class _QuietOrbax(logging.Filter):
-    """Drop Orbax's INFO chatter (dozens of lines per save) from the `absl` logger, which
-    Hydra's logging config would otherwise print and write to the run's log file."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
-
-
-logging.getLogger("absl").addFilter(_QuietOrbax())
 _FORMAT_VERSION = 1
+quiet_orbax()
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(RunError, ValueError):
     """The checkpoint was written by a different config or for differently shaped state."""
 
 
-class CheckpointCorruptError(RuntimeError):
+class CheckpointCorruptError(RunError, RuntimeError):
     """No valid checkpoint could be read (truncated files, bad checksums, missing items)."""
 
 
-# What makes a run directory "used": a fresh run must not mix with these.
-RUN_STATE_FILES = (CHECKPOINT_SUBDIR, "metrics.jsonl", "wandb_runs.json")
+class CheckpointSaveError(RunError, OSError):
+    """A checkpoint could not be written (e.g. the disk is full)."""
 
-
-def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool = False) -> None:
-    """Check that a run may start in `directory`; call it before building the Checkpointer.
-
-    A directory is "used" when it holds checkpoints, ``metrics.jsonl`` or
-    ``wandb_runs.json`` (Hydra's ``.hydra/`` and log file do not count).
-
-    Args:
-      directory: the run directory.
-      resume: `checkpoint.resume`; True continues whatever is there: always fine.
-      overwrite: `checkpoint.overwrite`; with `resume=False`, start fresh in a used
-        directory. The old files are renamed to ``<name>.old-<unix time>`` (never deleted),
-        so the new run neither mixes checkpoint steps nor skips metric steps nor reuses W&B
-        runs of the old one.
-
-    Raises:
-      FileExistsError: `resume=False`, `overwrite=False` and the directory is used.
-    """
-    directory = Path(directory)
-    used = [directory / name for name in RUN_STATE_FILES if (directory / name).exists()]
-    used = [p for p in used if not p.is_dir() or any(p.iterdir())]
-    if resume or not used:
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{directory} already holds a run ({', '.join(p.name for p in used)}) but "
-            "checkpoint.resume=false; resume it (checkpoint.resume=true), pick a new "
-            "hydra.run.dir, or set checkpoint.overwrite=true to move the old files aside")
-    stamp = int(time.time())
-    for path in used:
-        path.rename(path.with_name(f"{path.name}.old-{stamp}"))
+    exit_code = 1
 
 
 def _jsonable(tree: Any) -> Any:
@@ -203,6 +163,8 @@ class Checkpointer:
       exclude_replay: leave `TapeStore` subtrees out (smaller; resumed runs refill them).
       async_save: write in a background thread (the caller must not mutate the saved
         arrays until the next `save`/`close`; pass host copies).
+      run_lock: the run directory's `rlmem.rundir.RunLock`, if any: its config is recorded
+        (`record_config`) with this Checkpointer's first save, and `close` releases it.
     """
 
     def __init__(
@@ -214,6 +176,7 @@ class Checkpointer:
         fingerprint: Mapping[str, Any] | None = None,
         exclude_replay: bool = False,
         async_save: bool = True,
+        run_lock: Any = None,
     ):
         self.interval = _positive_int("checkpoint interval", interval)
         self.keep = _positive_int("checkpoint keep", keep)
@@ -229,6 +192,9 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "manifest", "meta")
         )
+        self._run_lock = run_lock
+        self._writing: int | None = None  # the step of the save that may be in flight
+        self._failed = self._closed = False
 
     # ---------------------------------------------------------------- queries
     def all_steps(self) -> list[int]:
@@ -284,16 +250,26 @@ class Checkpointer:
                            "key_impl": impl, "crc32": _crc(arr)})
         manifest = {"version": _FORMAT_VERSION, "step": int(step), "leaves": leaves,
                     "excluded": excluded, "fingerprint": self.fingerprint}
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(arrays),
-                manifest=ocp.args.JsonSave(manifest),
-                meta=ocp.args.JsonSave(_jsonable(dict(meta or {}))),
-            ),
-            force=True,
+        self.wait()  # the previous save's failure is that step's
+        if self._run_lock is not None:
+            self._run_lock.record_config()
+        self._writing = int(step)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(arrays),
+            manifest=ocp.args.JsonSave(manifest),
+            meta=ocp.args.JsonSave(_jsonable(dict(meta or {}))),
         )
+        self._orbax(lambda: self._manager.save(int(step), args=args, force=True))
         return True
+
+    def _orbax(self, call: Any) -> Any:  # an Orbax write; failures as CheckpointSaveError
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - Orbax/tensorstore raise all kinds
+            self._failed = True
+            raise CheckpointSaveError(
+                f"could not write checkpoint step {self._writing} to {self.directory}: "
+                f"{why(err)}") from err
 
     # ---------------------------------------------------------------- restore
     def restore(self, like: PyTree, step: int | None = None) -> tuple[PyTree, dict]:
@@ -313,7 +289,7 @@ class Checkpointer:
           CheckpointMismatchError: the fingerprint or the leaves differ from this run's.
           CheckpointCorruptError: the checkpoint(s) cannot be read or fail their checksums.
         """
-        self._manager.wait_until_finished()
+        self.wait()
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
@@ -331,11 +307,12 @@ class Checkpointer:
                 aside = self.directory / f"corrupt-{s}"
                 warnings.warn(f"{err}; moving it to {aside} and trying an older checkpoint",
                               stacklevel=2)
-                self._manager.wait_until_finished()
                 shutil.move(str(self.directory / str(s)), str(aside))
                 self._manager.reload()
         raise CheckpointCorruptError(
-            f"no valid checkpoint in {self.directory}:\n  " + "\n  ".join(errors))
+            f"no valid checkpoint in {self.directory} (each was moved aside to "
+            "corrupt-<step>):\n  " + "\n  ".join(errors) + "\nto start again from step 0 "
+            "with the old files moved aside, set checkpoint.overwrite=true")
 
     def _restore_step(self, like: PyTree, step: int) -> tuple[PyTree, dict]:
         where = f"checkpoint step {step} in {self.directory}"
@@ -345,7 +322,7 @@ class Checkpointer:
             manifest, meta = got["manifest"], got["meta"]
             saved_leaves = manifest["leaves"]
         except Exception as err:  # noqa: BLE001 - any read failure means corrupt
-            raise CheckpointCorruptError(f"{where} is unreadable ({err!r})") from err
+            raise CheckpointCorruptError(f"{where} is unreadable ({why(err)})") from err
 
         diffs = _diff(manifest.get("fingerprint"), self.fingerprint, "fingerprint")
         kept, excluded = _leaves(like, self.exclude_replay)
@@ -384,7 +361,7 @@ class Checkpointer:
             arrays = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target)))["state"]
         except Exception as err:  # noqa: BLE001 - truncated/missing files
-            raise CheckpointCorruptError(f"{where} is unreadable ({err!r})") from err
+            raise CheckpointCorruptError(f"{where} is unreadable ({why(err)})") from err
         if int(arrays["__step__"]) != step:
             raise CheckpointCorruptError(f"{where} holds step {int(arrays['__step__'])}")
         values = []
@@ -418,10 +395,25 @@ class Checkpointer:
 
     # ---------------------------------------------------------------- lifetime
     def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self._manager.wait_until_finished()
+        """Block until pending asynchronous saves are on disk (or raise their error)."""
+        self._orbax(self._manager.wait_until_finished)
 
     def close(self) -> None:
-        """Finish pending saves and release Orbax's resources."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Finish pending saves, release Orbax's resources and the run lock (idempotent;
+        a save failure already raised is not raised again)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            lock, self._run_lock = self._run_lock, None
+            try:
+                self._manager.close()
+            except Exception:  # noqa: BLE001 - after a failed save Orbax may raise it again
+                if not self._failed:
+                    raise
+            finally:
+                if lock is not None:
+                    lock.release()

@@ -14,12 +14,16 @@
   ``{"step": 5000, "seed": 3, "train/loss": 0.12, "eval/return": null, ...}``. Non-finite
   values (NaN = "no data yet", inf) are written as ``null`` and left out of W&B.
 * **Resume safety.** Each step's lines go out in one ``write`` on an ``O_APPEND`` file, so
-  a line is whole or absent; a torn tail (a kill mid-write) is cut off when the file is
-  reopened, together with a last step missing some seeds. A step <= the last step in the
-  file is skipped (the jsonl is written before W&B, so W&B may miss the step of a kill, but
-  never gets one twice). When a run resumes from a checkpoint older than its last logged
-  step, the steps in between keep their first values; with the replay store checkpointed,
-  resumed runs are bit-identical, so those values are the ones the resumed run computes.
+  a line is normally whole or absent. When the file is reopened it is repaired: every
+  complete row is kept, and what cannot stay is moved (never deleted) to
+  ``metrics.jsonl.rejected`` under a ``#`` note saying why: lines that are not a whole JSON
+  row (torn, garbage, invalid UTF-8), repeated ``(step, seed)`` rows, and, given
+  `resume_step` (the step of the checkpoint the run resumes from), every row after it,
+  which the resumed run logs again (bit-identical with the replay store checkpointed, so
+  with the same values); without `resume_step`, a last step missing some seeds. A step
+  <= the last step kept is skipped. W&B gets a step only if it exceeds every step ever
+  written to the jsonl (rows set aside included): the jsonl is written first, so W&B may
+  miss the step of a kill, but never gets one twice.
 """
 
 from __future__ import annotations
@@ -28,15 +32,19 @@ import json
 import math
 import os
 import secrets
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlmem.rundir import METRICS_FILE, REJECTED_FILE, RUN_IDS_FILE
+
 MODES = ("offline", "online", "disabled")
-METRICS_FILE = "metrics.jsonl"
-RUN_IDS_FILE = "wandb_runs.json"
+__all__ = ["METRICS_FILE", "MODES", "REJECTED_FILE", "RUN_IDS_FILE", "MetricsLogger",
+           "read_metrics"]
 
 
 def _scalar(value: Any) -> float | int | bool | None:
@@ -47,34 +55,97 @@ def _scalar(value: Any) -> float | int | bool | None:
     return item
 
 
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """The row of a complete line (a JSON object with int `step` and `seed`, ended by a
+    newline), or None."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+    ok = isinstance(row, dict) and all(type(row.get(k)) is int for k in ("step", "seed"))
+    return row if ok else None
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The whole lines of a ``metrics.jsonl`` (a torn last line is ignored)."""
+    """The complete rows of a ``metrics.jsonl``, in file order; a torn last line (still
+    being written) is ignored, other unreadable lines are skipped with a warning."""
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_bytes()
-    whole = text[: text.rfind(b"\n") + 1]
-    return [json.loads(line) for line in whole.splitlines() if line.strip()]
+    rows, bad = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        row = _parse(line)
+        if row is not None:
+            rows.append(row)
+        elif line.strip() and line.endswith(b"\n"):
+            bad += 1
+    if bad:
+        warnings.warn(f"{path}: skipped {bad} unreadable line(s)", stacklevel=2)
+    return rows
 
 
-def _repair(path: Path, num_seeds: int) -> int | None:
-    """Cut a torn tail and an incomplete last step off `path`; return its last step."""
+def _max_step(path: Path) -> int | None:
+    """The largest step of the complete rows in `path` (None: none or no file)."""
     if not path.exists():
         return None
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1  # bytes up to the last complete line
-    lines = data[:keep].splitlines(keepends=True)
-    rows = [json.loads(line) for line in lines if line.strip()]
-    if rows:
-        last = rows[-1]["step"]
-        tail = sum(1 for row in rows if row["step"] == last)
-        if tail < num_seeds:  # killed between seeds of one step: drop the partial step
-            keep -= sum(len(line) for line in lines[len(lines) - tail:])
-            rows = rows[: len(rows) - tail]
-    if keep != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-    return max((row["step"] for row in rows), default=None)
+    steps = [row["step"] for line in path.read_bytes().splitlines(keepends=True)
+             if (row := _parse(line)) is not None]
+    return max(steps, default=None)
+
+
+def _repair(path: Path, num_seeds: int, resume_step: int | None) -> tuple[int | None, int]:
+    """Repair `path` in place (see the module docstring; set-aside lines go to
+    ``<path>.rejected``); return its last kept step and the largest step ever written."""
+    rejected = path.with_name(path.name + ".rejected")
+    ever = _max_step(rejected)
+    if not path.exists():
+        return None, -1 if ever is None else ever
+    kept: list[tuple[dict, bytes]] = []
+    aside: list[tuple[str, bytes]] = []
+    seen: set[tuple[int, int]] = set()
+    for line in path.read_bytes().splitlines(keepends=True):
+        if not line.strip():
+            continue
+        row = _parse(line)
+        if row is None:
+            aside.append(("not a complete JSON row", line))
+            continue
+        step, key = row["step"], (row["step"], row["seed"])
+        ever = step if ever is None else max(ever, step)
+        if key in seen:
+            aside.append(("a repeated (step, seed)", line))
+        elif resume_step is not None and step > resume_step:
+            aside.append((f"after the checkpoint at step {resume_step}; logged again", line))
+        else:
+            kept.append((row, line))
+            seen.add(key)
+    if resume_step is None and kept:  # without a checkpoint to go by: the caller re-logs
+        last, tail = kept[-1][0]["step"], 0  # a last step that misses seeds
+        while tail < len(kept) and kept[-1 - tail][0]["step"] == last:
+            tail += 1
+        if tail < num_seeds:
+            aside.extend(("an incomplete last step; logged again", line)
+                         for _, line in kept[-tail:])
+            kept = kept[:-tail]
+    if aside:
+        note = time.strftime("%Y-%m-%d %H:%M:%S")
+        out, reason = [], None
+        for why, line in aside:
+            if why != reason:
+                out.append(f"# {note} set aside from {path.name} on reopen: {why}\n".encode())
+                reason = why
+            out.append(line if line.endswith(b"\n") else line + b"\n")
+        with open(rejected, "ab") as f:
+            f.write(b"".join(out))
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the lines leave metrics.jsonl
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(line for _, line in kept))
+        os.replace(tmp, path)
+    steps = [row["step"] for row, _ in kept] + ([resume_step] if resume_step else [])
+    return max(steps, default=None), -1 if ever is None else ever
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -94,6 +165,8 @@ class MetricsLogger:
       project, group, tags, name: W&B project, group (e.g. the experiment or sweep), tags,
         and a run-name prefix (runs are named ``<name or group>-seed<seed>``).
       seeds: the seed of each index (default ``0..num_seeds-1``).
+      resume_step: the step of the checkpoint the run resumes from (0: from scratch);
+        the rows after it are set aside and logged again. None: keep every complete row.
     """
 
     def __init__(
@@ -108,6 +181,7 @@ class MetricsLogger:
         tags: Sequence[str] = (),
         name: str | None = None,
         seeds: Sequence[int] | None = None,
+        resume_step: int | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"logger mode must be one of {MODES}, got mode={mode!r}")
@@ -120,7 +194,7 @@ class MetricsLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.num_seeds, self.seeds, self.mode = num_seeds, seeds, mode
         self.path = self.run_dir / METRICS_FILE
-        self.last_step = _repair(self.path, num_seeds)
+        self.last_step, self.wandb_step = _repair(self.path, num_seeds, resume_step)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.runs: list[Any] = []
         if mode != "disabled":
@@ -187,6 +261,9 @@ class MetricsLogger:
         while data:  # one write() in practice; loop only on a short write
             data = data[os.write(self._fd, data):]
         self.last_step = step
+        if step <= self.wandb_step:  # W&B had it before a repair set it aside
+            return
+        self.wandb_step = step
         for run, row in zip(self.runs, rows, strict=False):  # no runs when disabled
             # commit=True: W&B otherwise holds a row until the next step, and a kill right
             # after this call would drop it from the W&B run (the jsonl has it already).

@@ -22,7 +22,6 @@ from rlmem.checkpoint import (
     CheckpointCorruptError,
     Checkpointer,
     CheckpointMismatchError,
-    prepare_run_dir,
 )
 from rlmem.data.tape import TapeStore, init_store
 from rlmem.types import Transition
@@ -199,6 +198,76 @@ def test_all_corrupt_raises(tmp_path):
     ckpt.close()
 
 
+def test_corrupt_metadata_warning_is_short(tmp_path):
+    """A _METADATA with a bad byte made Orbax's UnicodeDecodeError quote the whole file."""
+    ckpt = Checkpointer(tmp_path, interval=1, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, {f"leaf{i}": np.full(3, i) for i in range(300)})
+    metadata = tmp_path / "2" / "state" / "_METADATA"
+    assert metadata.stat().st_size > 20_000
+    metadata.write_bytes(b"\xff" + metadata.read_bytes()[1:])
+    with pytest.warns(UserWarning) as caught:
+        ckpt.restore({f"leaf{i}": np.zeros(3, int) for i in range(300)})
+    message = str(caught[0].message)
+    assert "step 2" in message and "UnicodeDecodeError" in message and len(message) < 600
+    ckpt.close()
+
+
+def test_failed_restore_leaves_no_read_behind(monkeypatch):
+    """A restore failing on one leaf left the other leaves' tensorstore reads awaited in a
+    closed event loop: each printed `RuntimeError: Event loop is closed` (as an unraisable
+    exception) when it finished."""
+    import asyncio
+
+    import tensorstore as ts
+    from orbax.checkpoint._src import asyncio_utils  # what Orbax runs its reads with
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    promise, read = ts.Promise.new()  # a read that finishes when we say so
+
+    async def fail():
+        raise ValueError("corrupt leaf")
+
+    async def restore():
+        await asyncio.gather(read, fail())
+
+    with pytest.raises(ValueError, match="corrupt leaf"):
+        asyncio_utils.run_sync(restore())
+    promise.set_result(0)  # the other read finishes after the failure
+    assert unraisable == []
+
+
+# A child process whose files may not exceed 200 kB (so a save fails like on a full disk).
+_SMALL_DISK = """
+import resource, signal, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+from rlmem.checkpoint import Checkpointer, CheckpointSaveError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+ckpt = Checkpointer(sys.argv[1], interval=1, async_save=sys.argv[2] == "async")
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+try:
+    ckpt.save(7, {{"x": np.random.default_rng(0).standard_normal(300_000)}})
+    ckpt.wait()  # an asynchronous save reports here
+except CheckpointSaveError as err:
+    print(err)
+ckpt.close()  # does not raise it again
+"""
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_failed_save_says_why(tmp_path, mode):
+    proc = subprocess.run(
+        [sys.executable, "-c", _SMALL_DISK.format(root=str(ROOT)), str(tmp_path), mode],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == f"could not write checkpoint step 7 to {tmp_path}: File too large\n"
+    # Orbax's own records of the failure: one short line each, no tracebacks.
+    assert "Traceback" not in proc.stderr
+    assert all(len(line) < 400 for line in proc.stderr.splitlines()), proc.stderr
+
+
 def test_exclude_replay(tmp_path):
     ckpt = Checkpointer(tmp_path, interval=1, exclude_replay=True, async_save=False)
     ckpt.save(1, make_state(1))
@@ -228,25 +297,6 @@ def test_exclude_replay_restores_a_full_checkpoint(tmp_path):
     lean.close()
     assert_tree_equal(restored["agent"].store, fresh["agent"].store)
     assert_tree_equal(restored["big"], make_state(1)["big"])
-
-
-def test_prepare_run_dir(tmp_path):
-    (tmp_path / ".hydra").mkdir()  # Hydra writes this before the job: not a "used" dir
-    (tmp_path / "checkpoints").mkdir()  # an empty checkpoint dir does not count either
-    prepare_run_dir(tmp_path, resume=False, overwrite=False)
-    ckpt = Checkpointer(tmp_path / "checkpoints", interval=1, async_save=False)
-    ckpt.save(1, {"x": np.ones(1)})
-    ckpt.close()
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "seed": 0}\n')
-    prepare_run_dir(tmp_path, resume=True, overwrite=False)  # resume: fine
-    with pytest.raises(FileExistsError, match=r"checkpoints, metrics.jsonl\) but checkpoint"):
-        prepare_run_dir(tmp_path, resume=False, overwrite=False)
-    assert (tmp_path / "checkpoints" / "1").is_dir()  # refusing touches nothing
-    prepare_run_dir(tmp_path, resume=False, overwrite=True)
-    names = sorted(p.name.split(".old-")[0] for p in tmp_path.iterdir() if ".old-" in p.name)
-    assert names == ["checkpoints", "metrics.jsonl"]
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
-    prepare_run_dir(tmp_path, resume=False, overwrite=False)  # now unused again
 
 
 # A child process saving ever-newer states as fast as it can (asynchronously, keep=2).

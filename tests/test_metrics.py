@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import struct
@@ -15,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmem.metrics import METRICS_FILE, RUN_IDS_FILE, MetricsLogger, read_metrics
+from rlmem.metrics import (
+    METRICS_FILE,
+    REJECTED_FILE,
+    RUN_IDS_FILE,
+    MetricsLogger,
+    read_metrics,
+)
 
 CONFIG = {"env": {"name": "RepeatFirstEasy"}, "memory": {"name": "ffm", "trace": 64},
           "seed": 3, "num_seeds": 2}
@@ -154,6 +161,78 @@ def test_incomplete_last_step_is_dropped(tmp_path):
     assert [(r["step"], r["a"]) for r in read_metrics(path)] == [(1, 1), (1, 2), (2, 5), (2, 6)]
 
 
+def _rows(*steps: int, seeds=(0, 1)) -> bytes:
+    return b"".join(json.dumps({"step": s, "seed": i, "a": s + i}).encode() + b"\n"
+                    for s in steps for i in seeds)
+
+
+def _row(step: int, seed: int) -> bytes:
+    return json.dumps({"step": step, "seed": seed, "a": step + seed}).encode() + b"\n"
+
+
+BAD_LINES = {
+    "torn line ending in a newline": b'{"step": 20, "se\n',
+    "garbage bytes (invalid UTF-8)": b"\xff\xfe\x00garbage\x9c\n",
+    "invalid JSON": b"{not json}\n",
+    "JSON that is not a row": b"[1, 2, 3]\n",
+    "a repeated (step, seed)": _row(10, 1),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_LINES))
+def test_repair_keeps_every_complete_row(tmp_path, kind):
+    """A bad line in the middle: the reopen keeps every complete row, sets the line aside
+    (not deleted) in metrics.jsonl.rejected, and reading the file does not crash."""
+    path, bad = tmp_path / METRICS_FILE, BAD_LINES[kind]
+    path.write_bytes(_rows(10) + bad + _rows(20, 30))
+    with pytest.warns(UserWarning, match="skipped 1 unreadable line") if kind != \
+            "a repeated (step, seed)" else contextlib.nullcontext():
+        assert [r["step"] for r in read_metrics(path)] == [10, 10] + [10] * (
+            kind == "a repeated (step, seed)") + [20, 20, 30, 30]
+    logger = MetricsLogger(tmp_path, num_seeds=2, config=CONFIG, mode="disabled")
+    assert logger.last_step == 30
+    logger.log(40, {"a": np.array([40, 41])})
+    logger.close()
+    assert path.read_bytes() == _rows(10, 20, 30, 40)
+    rejected = (tmp_path / REJECTED_FILE).read_bytes()
+    assert rejected.startswith(b"# ") and rejected.endswith(b"\n" + bad)
+    why = kind if kind == "a repeated (step, seed)" else "not a complete JSON row"
+    assert f"set aside from metrics.jsonl on reopen: {why}\n".encode() in rejected
+
+
+def test_repair_after_resume_step_relogs(tmp_path):
+    """Resuming from the checkpoint at step 20: the rows after it (30, and 40 torn at the
+    end) are set aside and logged again; a torn line of the checkpoint's own step keeps the
+    other seed's row (it cannot be logged again), which was dropped for good before."""
+    path = tmp_path / METRICS_FILE
+    path.write_bytes(_rows(10) + _row(20, 0) + b'{"step": 20, "seed": 1, "a\n' + _rows(30)
+                     + _row(40, 0) + b'{"step": 40, "se')
+    logger = MetricsLogger(tmp_path, num_seeds=2, config=CONFIG, mode="disabled",
+                           resume_step=20)
+    assert logger.last_step == 20 and logger.wandb_step == 40
+    for step in (20, 30, 40):  # the resumed run logs from 30 on (20 is skipped)
+        logger.log(step, {"a": np.array([step, step + 1])})
+    logger.close()
+    assert path.read_bytes() == _rows(10) + _row(20, 0) + _rows(30, 40)
+    rejected = (tmp_path / REJECTED_FILE).read_bytes()
+    assert b"after the checkpoint at step 20" in rejected and _rows(30) + _row(40, 0) in rejected
+    # Reopened again (e.g. killed before re-logging): W&B still knows it had step 40.
+    again = MetricsLogger(tmp_path, num_seeds=2, config=CONFIG, mode="disabled", resume_step=0)
+    assert again.last_step is None and again.wandb_step == 40 and path.read_bytes() == b""
+    again.close()
+
+
+def test_fresh_start_sets_old_rows_aside(tmp_path):
+    """No checkpoint to resume from (resume_step=0): a run killed before its first checkpoint
+    starts over and logs every step again."""
+    (tmp_path / METRICS_FILE).write_bytes(_rows(10, 20))
+    with MetricsLogger(tmp_path, num_seeds=2, config=CONFIG, mode="disabled",
+                       resume_step=0) as logger:
+        assert logger.last_step is None
+        logger.log(10, {"a": np.array([10, 11])})
+    assert (tmp_path / METRICS_FILE).read_bytes() == _rows(10)
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="mode="):
         MetricsLogger(tmp_path, num_seeds=1, config={}, mode="cloud")
@@ -179,11 +258,14 @@ def test_wandb_offline_runs_per_seed_and_resume(tmp_path):
     ids = json.loads((tmp_path / RUN_IDS_FILE).read_text())["runs"]
     assert sorted(ids) == ["3", "4"] and ids["3"] != ids["4"]
 
-    # Resume: a new logger on the same run dir continues the same W&B runs, and steps
-    # already logged (10, 20) are not logged again.
-    logger = MetricsLogger(tmp_path, **kwargs)
+    # Resume from a checkpoint at step 10: a new logger on the same run dir continues the
+    # same W&B runs; step 20 is logged again to the jsonl (the same values: a resumed run
+    # is bit-identical) but W&B, which had it, does not get it twice.
+    logger = MetricsLogger(tmp_path, **kwargs, resume_step=10)
+    assert logger.last_step == 10
     for step in (20, 30):
-        logger.log(step, {"train/loss": np.array([-1.0, -2.0])})
+        logger.log(step, {"train/loss": np.array([step, step + 1.0]) if step == 20
+                          else np.array([-1.0, -2.0])})
     logger.close()
     assert json.loads((tmp_path / RUN_IDS_FILE).read_text())["runs"] == ids
 
