@@ -2,7 +2,8 @@
 algorithm and loop built by name.
 
 Everything is checked before anything is compiled: unknown keys and names, wrong types,
-impossible sizes, and combinations a component cannot serve. Every error names the config
+values outside their ranges (`rlmem.config_ranges`), sizes that overflow or can never fit
+in memory, and combinations a component cannot serve. Every error names the config
 key, the value it got and what is allowed (with close matches for misspelt names).
 No other rlmem module imports omegaconf or hydra.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlmem import config_ranges as cr
 from rlmem.loop import Loop, LoopSettings
 
 
@@ -51,6 +53,7 @@ SCHEMA: dict[str, Any] = {
     "algo": None,  # name + the algorithm's constructor fields
     "loop": {
         "iterations": _INT,
+        "rollout": _STR,
         "num_envs": _INT,
         "rollout_steps": _INT,
         "resets_per_step": _OPT_INT,
@@ -67,6 +70,7 @@ SCHEMA: dict[str, Any] = {
     "logger": {"mode": _STR, "project": _STR, "group": _OPT_STR, "tags": (list,), "name": _OPT_STR},
 }
 BATCHING_MODES = ("tape", "segment")
+ROLLOUT_MODES = ("steps", "episode")  # rlmem.loop: fixed windows, or one whole episode per env
 INITIAL_STATES = ("zeros", "stored")
 LOGGER_MODES = ("offline", "online", "disabled")
 SCAN_STRATEGIES = ("auto", "associative", "sequential")
@@ -102,11 +106,6 @@ def _check_choice(key: str, value: Any, allowed) -> None:
         raise _unknown(key, value, allowed)
 
 
-def _check_min(key: str, value: int | None, minimum: int) -> None:
-    if value is not None and value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {value!r}")
-
-
 def _check_section(prefix: str, section: Mapping, schema: Mapping) -> None:
     for key, value in section.items():
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -119,6 +118,9 @@ def _check_section(prefix: str, section: Mapping, schema: Mapping) -> None:
         if isinstance(expected, dict):
             _check_type(name, value, (dict,))
             _check_section(name, value, expected)
+        elif name in cr.FIXED_RANGES:  # type and range in one message
+            if message := cr.FIXED_RANGES[name].error(name, value):
+                raise ConfigError(message)
         elif expected is not None:
             _check_type(name, value, expected)
 
@@ -162,26 +164,34 @@ def validate(cfg: DictConfig | Mapping) -> dict:
     missing = [k for k in SCHEMA if k not in c]
     if missing:
         raise ConfigError(f"config is missing the top-level keys {missing}")
-    _check_section("", c, SCHEMA)
+    _check_section("", c, SCHEMA)  # with the numeric ranges (rlmem.config_ranges)
 
-    _check_min("num_seeds", c["num_seeds"], 1)
-    _check_min("seed", c["seed"], 0)
-    loop, ev, ckpt, batching = c["loop"], c["eval"], c["checkpoint"], c["batching"]
-    for key in ("iterations", "num_envs", "chunk_periods"):
-        _check_min(f"loop.{key}", loop[key], 1)
-    _check_min("loop.rollout_steps", loop["rollout_steps"], 1)
-    _check_min("env.max_episode_length", c["env"]["max_episode_length"], 1)
-    _check_min("loop.resets_per_step", loop["resets_per_step"], 1)
-    _check_min("eval.interval", ev["interval"], 1)
-    _check_min("eval.episodes", ev["episodes"], 1)
-    _check_min("eval.max_steps", ev["max_steps"], 1)
+    loop, ev, batching = c["loop"], c["eval"], c["batching"]
+    _check_choice("loop.rollout", loop["rollout"], ROLLOUT_MODES)
+    last_seed = c["seed"] + c["num_seeds"] - 1
+    if last_seed > cr.INT32_MAX:
+        raise ConfigError(
+            f"seed={c['seed']} with num_seeds={c['num_seeds']} reaches seed {last_seed}; "
+            f"allowed: seed + num_seeds - 1 <= {cr.INT32_MAX}"
+        )
     if loop["iterations"] % ev["interval"]:
         raise ConfigError(
             f"loop.iterations={loop['iterations']} must be a multiple of "
             f"eval.interval={ev['interval']} (every period ends with an evaluation)"
         )
-    _check_min("checkpoint.interval", ckpt["interval"], 1)
-    _check_min("checkpoint.keep", ckpt["keep"], 1)
+    resets = loop["resets_per_step"]
+    if resets is not None and resets > loop["num_envs"]:
+        raise ConfigError(
+            f"loop.resets_per_step={resets} must be <= loop.num_envs={loop['num_envs']} "
+            "(or null)"
+        )
+    env_steps = loop["iterations"] * loop["num_envs"] * loop["rollout_steps"]
+    if env_steps > cr.INT32_MAX:
+        raise ConfigError(
+            f"loop.iterations={loop['iterations']} x loop.num_envs={loop['num_envs']} x "
+            f"loop.rollout_steps={loop['rollout_steps']} = {env_steps} env steps per seed "
+            f"overflow the int32 step counters; allowed: at most {cr.INT32_MAX}"
+        )
     _check_choice("logger.mode", c["logger"]["mode"], LOGGER_MODES)
 
     _check_choice("batching.mode", batching.get("mode"), BATCHING_MODES)
@@ -189,20 +199,19 @@ def validate(cfg: DictConfig | Mapping) -> dict:
         for key in ("segment_length", "burn_in", "initial_state"):
             if key not in batching:
                 raise ConfigError(f"batching.{key} is required when batching.mode='segment'")
-        _check_min("batching.segment_length", batching["segment_length"], 1)
-        _check_min("batching.burn_in", batching["burn_in"], 0)
         _check_choice("batching.initial_state", batching["initial_state"], INITIAL_STATES)
     else:
         extra = sorted(set(batching) - {"mode"})
         if extra:
             raise ConfigError(
-                f"batching.{extra[0]} only applies to batching.mode='segment' "
-                f"(got batching.mode='tape'); remove it or use batching=segment"
+                f"batching.{extra[0]}={batching[extra[0]]!r} only applies to "
+                "batching.mode='segment' (got batching.mode='tape'); remove it or use "
+                "batching=segment"
             )
 
     _validate_env(c["env"])
     _validate_memory(c["memory"])
-    _validate_algo(c["algo"], batching)
+    _validate_algo(c)
     return c
 
 
@@ -213,10 +222,31 @@ def _validate_env(env: dict) -> None:
 
     names = tuple(POPGYM_IDS) + tuple(gymnax.registered_envs)
     _check_choice("env.name", env["name"], names)
+    kwargs = env.get("kwargs") or {}
+    if kwargs and env["name"] in POPGYM_IDS:  # gymnax ids: gymnax.make checks them
+        import importlib
+
+        from rlmem.envs.registry import make, popgym_spec
+
+        module, cls_name, _ = popgym_spec(env["name"])
+        cls = getattr(importlib.import_module(f"rlmem.envs.popgym.{module}"), cls_name)
+        params = inspect.signature(cls).parameters
+        allowed = [p for p in params if p != "self"]
+        allowed += [p for p in inspect.signature(make).parameters if p == "action_bins"]
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key in kwargs:
+            if key not in allowed and not open_ended:
+                raise ConfigError(
+                    f"unknown config key 'env.kwargs.{key}' for env.name={env['name']!r}"
+                    f"{_close(key, allowed)}; allowed: {', '.join(sorted(allowed))}"
+                )
 
 
 def _validate_memory(memory: dict) -> None:
+    import dataclasses
+
     from rlmem.memory import MEMORY_MODELS
+    from rlmem.memory.registry import memory_class, model_fields
 
     if "name" not in memory:
         raise ConfigError(f"memory.name is required; allowed: {', '.join(sorted(MEMORY_MODELS))}")
@@ -229,17 +259,64 @@ def _validate_memory(memory: dict) -> None:
             f"memory.scan='associative' cannot be served by memory.name={name!r}: it is a "
             f"sequential model (no associative combine); allowed: auto, sequential"
         )
+    cls = memory_class(name)
+    fields = model_fields(cls)
+    kwargs = {k: v for k, v in memory.items() if k != "name"}
+    for key in kwargs:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key 'memory.{key}' for memory.name={name!r}"
+                f"{_close(key, fields)}; allowed: {', '.join(sorted(fields))}"
+            )
+    if message := cr.first_error("memory.", kwargs, cr.MEMORY_RANGES):
+        raise ConfigError(message)
+    args = {f.name: f.default for f in dataclasses.fields(cls) if f.name in fields} | kwargs
+    if message := cr.memory_model_error(name, args):
+        raise ConfigError(message)
 
 
-def _validate_algo(algo: dict, batching: dict) -> None:
+def _algo_args(algo: dict) -> dict:
+    """The algorithm's keyword arguments: its constructor defaults, then `algo.*`."""
+    params = inspect.signature(_import(ALGORITHMS[algo["name"]])).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+    return defaults | {k: v for k, v in algo.items() if k != "name"}
+
+
+def _validate_algo(c: dict) -> None:
+    algo, batching, loop = c["algo"], c["batching"], c["loop"]
     if "name" not in algo:
         raise ConfigError(f"algo.name is required; allowed: {', '.join(ALGORITHMS)}")
     _check_choice("algo.name", algo["name"], ALGORITHMS)
     cls = _import(ALGORITHMS[algo["name"]])
     kwargs = {k: v for k, v in algo.items() if k != "name"}
+    for key, source in WIRED_ALGO_ARGS.items():
+        if key in kwargs:
+            raise ConfigError(
+                f"algo.{key}={kwargs[key]!r} is not allowed: config.py wires it from "
+                f"{source}; remove it and set {source} instead"
+            )
     _check_kwargs("algo", kwargs, cls, f"algo.name={algo['name']!r}", skip=WIRED_ALGO_ARGS)
-    batch_size = algo.get("batch_size")
-    if batching["mode"] == "segment" and isinstance(batch_size, int):
+    if message := cr.first_error("algo.", kwargs, cr.ALGO_RANGES):
+        raise ConfigError(message)
+
+    args = _algo_args(algo)
+    batch_size, capacity = args.get("batch_size"), args.get("buffer_capacity")
+    if capacity is not None:
+        streams, steps = loop["num_envs"], loop["rollout_steps"]
+        if capacity // streams < steps:
+            raise ConfigError(
+                f"algo.buffer_capacity={capacity} cannot hold one rollout per env stream: "
+                f"each of the loop.num_envs={streams} streams keeps buffer_capacity // "
+                f"num_envs = {capacity // streams} transitions, fewer than "
+                f"loop.rollout_steps={steps}; allowed: algo.buffer_capacity >= {streams * steps}"
+            )
+        if batch_size is not None and batch_size > capacity:
+            raise ConfigError(
+                f"algo.batch_size={batch_size} must be <= algo.buffer_capacity={capacity} "
+                f"(batches are drawn from the replay); allowed: algo.batch_size in "
+                f"[1, {capacity}]"
+            )
+    if batching["mode"] == "segment" and batch_size is not None:
         length = batching["segment_length"]
         if batch_size < length:
             raise ConfigError(
@@ -251,9 +328,19 @@ def _validate_algo(algo: dict, batching: dict) -> None:
 # ---------------------------------------------------------------------------------------
 # building
 # ---------------------------------------------------------------------------------------
-# Constructor arguments that config.py wires itself (not user keys in algo/).
-WIRED_ALGO_ARGS = ("network", "memory", "num_actions", "obs_size", "batching", "segment_length",
-                   "burn_in", "initial_state", "rollout_steps", "num_envs")
+# Constructor arguments that config.py wires itself (not user keys in algo/), and the
+# config key each one comes from.
+WIRED_ALGO_ARGS = {
+    "memory": "memory.*",
+    "num_actions": "env.name",
+    "obs_size": "env.name",
+    "batching": "batching.mode",
+    "segment_length": "batching.segment_length",
+    "burn_in": "batching.burn_in",
+    "initial_state": "batching.initial_state",
+    "num_envs": "loop.num_envs",
+    "rollout_steps": "loop.rollout_steps",
+}
 
 
 @dataclass(frozen=True)
@@ -280,8 +367,10 @@ class Experiment:
     iterations: int
 
     @property
-    def total_env_steps(self) -> int:
-        return self.iterations * self.loop.settings.steps_per_iteration
+    def total_steps(self) -> int:
+        """The run's length on its step axis (`LoopSettings.step_of`: env steps, or
+        episodes with `loop.rollout=episode`)."""
+        return self.loop.settings.step_of(self.iterations)
 
 
 def build_env(env_cfg: dict):
@@ -322,13 +411,11 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
     rollout_steps, eval_max_steps = loop_cfg["rollout_steps"], ev["max_steps"]
     num_envs = loop_cfg["num_envs"]
     resets = loop_cfg["resets_per_step"] or num_envs
-    if resets > num_envs:
-        raise ConfigError(
-            f"loop.resets_per_step={resets} must be <= loop.num_envs={num_envs} (or null)"
-        )
     _check_algo_fits_loop(c, int(rollout_steps))
+    _check_fits_memory(c, int(env.observation_space(params).shape[-1]))
     algo = build_algorithm(c, env, params, memory)
     settings = LoopSettings(
+        rollout=loop_cfg["rollout"],
         num_envs=num_envs,
         rollout_steps=int(rollout_steps),
         resets_per_step=int(resets),
@@ -354,6 +441,11 @@ def _check_algo_fits_loop(c: dict, rollout_steps: int) -> None:
     algo, batching, num_envs = c["algo"], c["batching"], c["loop"]["num_envs"]
     if algo["name"] != "ppo":
         return
+    if c["loop"]["rollout"] == "episode":
+        raise ConfigError(
+            "loop.rollout='episode' cannot be served by algo.name='ppo' (PPO learns from "
+            "fixed-length rollout windows); allowed: loop.rollout=steps"
+        )
     segment = batching["mode"] == "segment"
     if segment and batching["burn_in"]:
         raise ConfigError(
@@ -364,7 +456,7 @@ def _check_algo_fits_loop(c: dict, rollout_steps: int) -> None:
         raise ConfigError(
             f"batching.segment_length={batching['segment_length']} must divide the rollout "
             f"length loop.rollout_steps={rollout_steps} (default: env.max_episode_length) "
-            "for algo.name='ppo'"
+            f"for algo.name='ppo'; allowed: {_divisors(rollout_steps)}"
         )
     units = num_envs * (rollout_steps // batching["segment_length"] if segment else 1)
     minibatches = algo.get("num_minibatches", 1)
@@ -373,7 +465,23 @@ def _check_algo_fits_loop(c: dict, rollout_steps: int) -> None:
             f"algo.num_minibatches={minibatches} must divide the {units} training sequences "
             "per rollout (loop.num_envs"
             + (" * rollout_steps / batching.segment_length)" if segment else ")")
+            + f"; allowed: {_divisors(units)}"
         )
+
+
+def _divisors(n: int, shown: int = 12) -> str:
+    found = [d for d in range(1, n + 1) if n % d == 0]
+    return ", ".join(map(str, found[:shown])) + (", ..." if len(found) > shown else "")
+
+
+def _check_fits_memory(c: dict, obs_size: int) -> None:
+    """Refuse a replay (or a batch drawn from it) that can never fit in memory."""
+    args = _algo_args(c["algo"])
+    if "buffer_capacity" in args:
+        message = cr.fit_error(args, c["num_seeds"], c["loop"]["num_envs"], c["batching"],
+                               obs_size)
+        if message:
+            raise ConfigError(message)
 
 
 def build_algorithm(c: dict, env, params, memory):
@@ -394,6 +502,8 @@ def build_algorithm(c: dict, env, params, memory):
         "num_actions": num_actions,
         "obs_size": obs_size,
         "batching": batching["mode"],
+        "num_envs": c["loop"]["num_envs"],  # the store's env streams (DQN)
+        "rollout_steps": c["loop"]["rollout_steps"],
     }
     if batching["mode"] == "segment":
         wiring.update(

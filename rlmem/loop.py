@@ -1,11 +1,18 @@
 """The jitted training loop: collect -> learn, many iterations per compiled call.
 
-One **iteration** steps `num_envs` envs for `rollout_steps` steps with the exploring policy,
-hands the `[num_envs, rollout_steps]` rollout to `algo.learn` (which stores it and/or runs
-its updates) and counts what happened. With `num_envs = 1` and `rollout_steps` equal to a
-fixed-length task's episode length, one iteration is the paper's "epoch": one episode, then
-`train_ratio` updates. Envs and acting carries persist across iterations, so a rollout
-window may hold the end of one episode and the start of the next (the `start` flags say so).
+One **iteration** collects a rollout with the exploring policy, hands it to `algo.learn`
+(which stores it and/or runs its updates) and counts what happened. How much it collects
+is `rollout` (`LoopSettings.rollout`, the config's `loop.rollout`):
+
+* `"steps"`: every one of the `num_envs` envs steps exactly `rollout_steps` times. Envs
+  and acting carries persist across iterations, so a window may hold the end of one
+  episode and the start of the next (the `start` flags say so).
+* `"episode"`: every env plays until its current episode ends (at most `rollout_steps`
+  steps, the time limit); an env whose episode has ended waits, its steps masked out
+  (`mask` False, never stored), and the `while_loop` stops once every env is done. With
+  `num_envs = 1` one iteration is exactly the paper's "epoch" -- one whole episode, then
+  `train_ratio` updates -- on tasks of any episode length. On fixed-length tasks it
+  gives bit-identical results to `"steps"` with `rollout_steps` = the episode length.
 
 One **period** is `eval_interval` iterations followed by one greedy evaluation on freshly
 seeded envs. `run_chunk` scans over a static number of periods, so evaluation sits inside
@@ -15,6 +22,11 @@ would turn into a `select` and run the evaluation every iteration).
 `num_seeds` vmaps everything: every leaf of `LoopState` and every metric has a leading
 `[S]` axis, and seeds never mix. Seed `s` uses `PRNGKey(s)`, so seed 3 of a ten-seed run
 reproduces a one-seed run with `seed=3`.
+
+**Divergence.** Every iteration checks the learn metrics (loss, gradient norm, ...) and
+every period the parameters for NaN/inf; the first hit is kept per seed in
+`LoopState.nonfinite_metric`/`nonfinite_env_step`, so the Python driver can stop the run
+at the end of the chunk without ever checkpointing a non-finite state.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import numpy as np
 from flax import struct
 
 from rlmem.agents.base import Algorithm, Rollout
+from rlmem.envs.vector import select_envs
 from rlmem.types import Transition
 
 PyTree = Any
@@ -53,6 +66,9 @@ class LoopState:
       iterations: `[]` iterations (collect + learn) done.
       eval_return: `[]` mean return of the latest evaluation (NaN before the first).
       best_eval_return: `[]` running best of `eval_return` (-inf before the first).
+      nonfinite_metric: `[]` int32, -1 while every learn metric and parameter is finite;
+        then the index (`Loop.nonfinite_names`) of the first non-finite one.
+      nonfinite_env_step: `[]` int32, `env_steps` when it was first seen (-1 before).
     """
 
     algo: PyTree
@@ -69,6 +85,11 @@ class LoopState:
     iterations: jax.Array
     eval_return: jax.Array
     best_eval_return: jax.Array
+    nonfinite_metric: jax.Array
+    nonfinite_env_step: jax.Array
+
+
+ROLLOUT_MODES = ("steps", "episode")
 
 
 @dataclass(frozen=True)
@@ -77,11 +98,12 @@ class LoopSettings:
 
     Attributes:
       num_envs: envs stepped in parallel per seed.
-      rollout_steps: steps per env per iteration.
+      rollout_steps: steps per env per iteration (`"episode"`: at most this many).
       resets_per_step: fresh reset states computed per step (VecEnv's optimistic resets).
       eval_interval: iterations between evaluations.
       eval_episodes: greedy episodes per evaluation (run as parallel envs).
       eval_max_steps: bound on an evaluation episode's length (the env's time limit).
+      rollout: `"steps"` (fixed windows) or `"episode"` (one whole episode per env).
     """
 
     num_envs: int
@@ -90,10 +112,28 @@ class LoopSettings:
     eval_interval: int
     eval_episodes: int
     eval_max_steps: int
+    rollout: str = "steps"
+
+    def __post_init__(self) -> None:
+        if self.rollout not in ROLLOUT_MODES:
+            raise ValueError(f"rollout must be one of {ROLLOUT_MODES}, got {self.rollout!r}")
 
     @property
     def steps_per_iteration(self) -> int:
+        """Env steps per iteration (`"episode"`: the most there can be)."""
         return self.num_envs * self.rollout_steps
+
+    @property
+    def step_unit(self) -> str:
+        """What the run's step axis (logs, checkpoints, progress) counts."""
+        return "episodes" if self.rollout == "episode" else "env steps"
+
+    def step_of(self, iterations: int) -> int:
+        """The step-axis value after `iterations` iterations, the same for every seed:
+        env steps for `"steps"`, episodes collected for `"episode"` (whose env steps
+        differ per seed; `counters/env_steps` has them)."""
+        per = self.num_envs if self.rollout == "episode" else self.steps_per_iteration
+        return int(iterations) * per
 
 
 def _nanmean(total: jax.Array, count: jax.Array) -> jax.Array:
@@ -112,6 +152,16 @@ def _over_seeds(fn: Callable, num_seeds: int) -> Callable:
     squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)
     expand = lambda tree: jax.tree.map(lambda x: x[None], tree)
     return lambda *args: expand(fn(*map(squeeze, args)))
+
+
+def _flag_nonfinite(state: LoopState, bad: jax.Array) -> LoopState:
+    """Keep the first non-finite hit: `bad [K]` flags metric `k` (see `nonfinite_names`)."""
+    first = state.nonfinite_metric < 0
+    hit = first & jnp.any(bad)
+    return state.replace(
+        nonfinite_metric=jnp.where(hit, jnp.argmax(bad).astype(jnp.int32), state.nonfinite_metric),
+        nonfinite_env_step=jnp.where(hit, state.env_steps, state.nonfinite_env_step),
+    )
 
 
 def seed_keys(seeds: Sequence[int]) -> jax.Array:
@@ -137,6 +187,7 @@ class Loop:
     settings: LoopSettings
     make_vec_env: Callable | None = None
     _compiled: dict = field(default_factory=dict, compare=False, repr=False)
+    _traced: dict = field(default_factory=dict, compare=False, repr=False)  # facts seen tracing
 
     # -- construction -----------------------------------------------------------------
     def _vec(self, num_envs: int, resets_per_step: int):
@@ -174,6 +225,8 @@ class Loop:
             iterations=jnp.zeros((), jnp.int32),
             eval_return=jnp.full((), jnp.nan, jnp.float32),
             best_eval_return=jnp.full((), -jnp.inf, jnp.float32),
+            nonfinite_metric=jnp.full((), -1, jnp.int32),
+            nonfinite_env_step=jnp.full((), -1, jnp.int32),
         )
 
     def init(self, seeds: Sequence[int]) -> LoopState:
@@ -183,73 +236,154 @@ class Loop:
         return self._compiled["init"](seed_keys(seeds))
 
     # -- one iteration ----------------------------------------------------------------
-    def collect(self, state: LoopState, key: jax.Array) -> tuple[LoopState, Rollout, dict]:
-        """Step the envs `rollout_steps` times with the exploring policy.
+    def _env_step(self, s: LoopState, key: jax.Array, live: jax.Array):
+        """One exploring step of every env; envs where `live` is False keep their state.
 
-        Returns the advanced state, the `Rollout` (leaves `[N, T, ...]`) and the sums of the
-        returns/lengths of the episodes completed in it.
+        Returns the new state, the transition (`mask = live`), the extras, and the
+        finished episodes' `(return sum, length sum, count)`.
         """
-        vec = self.vec_env
-
-        def step(carry_, key_t):
-            s, ret_sum, len_sum, done_count = carry_
-            act_key, env_key = jax.random.split(key_t)
-            action, carry, extras = self.algo.act(s.algo, s.obs, s.start, s.carry, act_key)
-            obs, env_state, reward, terminated, truncated, info = vec.step(
-                env_key, s.env_state, action
-            )
-            done = jnp.logical_or(terminated, truncated)
-            ep_ret = s.episode_return + reward
-            ep_len = s.episode_length + 1
-            transition = Transition(
-                obs=s.obs,
-                action=action.astype(jnp.int32),
-                reward=reward.astype(jnp.float32),
-                next_obs=info["final_obs"],
-                terminated=terminated,
-                truncated=truncated,
-                start=s.start,
-                mask=jnp.ones_like(done),
-            )
-            s = s.replace(
-                env_state=env_state,
-                obs=obs,
-                start=info["start"],
-                carry=carry,
-                episode_return=jnp.where(done, 0.0, ep_ret),
-                episode_length=jnp.where(done, 0, ep_len),
-            )
-            sums = (
-                ret_sum + jnp.sum(jnp.where(done, ep_ret, 0.0)),
-                len_sum + jnp.sum(jnp.where(done, ep_len, 0)),
-                done_count + jnp.sum(done),
-            )
-            return (s, *sums), (transition, extras)
-
-        keys = jax.random.split(key, self.settings.rollout_steps)
-        zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        (state, ret_sum, len_sum, count), (transition, extras) = jax.lax.scan(
-            step, (state, *zero), keys
+        act_key, env_key = jax.random.split(key)
+        action, carry, extras = self.algo.act(s.algo, s.obs, s.start, s.carry, act_key)
+        obs, env_state, reward, terminated, truncated, info = self.vec_env.step(
+            env_key, s.env_state, action
         )
-        # scan stacks time first: [T, N, ...] -> the store's [N, T, ...].
+        done = (terminated | truncated) & live
+        ep_ret = s.episode_return + reward
+        ep_len = s.episode_length + 1
+        transition = Transition(
+            obs=s.obs,
+            action=action.astype(jnp.int32),
+            reward=reward.astype(jnp.float32),
+            next_obs=info["final_obs"],
+            terminated=terminated,
+            truncated=truncated,
+            start=s.start,
+            mask=live,
+        )
+        stepped = s.replace(
+            env_state=env_state,
+            obs=obs,
+            start=info["start"],
+            carry=carry,
+            episode_return=jnp.where(done, 0.0, ep_ret),
+            episode_length=jnp.where(done, 0, ep_len),
+        )
+        if self.settings.rollout == "episode":  # waiting envs keep everything as it was
+            fields = ("obs", "start", "carry", "episode_return", "episode_length")
+            keep = {f: select_envs(live, getattr(stepped, f), getattr(s, f)) for f in fields}
+            stepped = stepped.replace(
+                env_state=env_state.replace(
+                    env_state=select_envs(live, env_state.env_state, s.env_state.env_state)
+                ),
+                **keep,
+            )
+        sums = (
+            jnp.sum(jnp.where(done, ep_ret, 0.0)),
+            jnp.sum(jnp.where(done, ep_len, 0)),
+            jnp.sum(done, dtype=jnp.int32),
+        )
+        return stepped, transition, extras, sums
+
+    def collect(self, state: LoopState, key: jax.Array) -> tuple[LoopState, Rollout, dict]:
+        """Collect one rollout with the exploring policy (`settings.rollout` says how much).
+
+        Returns the advanced state, the `Rollout` (leaves `[N, T]`, `T = rollout_steps`;
+        with `"episode"` each env's real steps are a prefix, `mask` False after it) and the
+        sums of the returns/lengths of the episodes completed in it.
+        """
+        num_steps = self.settings.rollout_steps
+        keys = jax.random.split(key, num_steps)
+        zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        add = lambda a, b: jax.tree.map(jnp.add, a, b)
+
+        if self.settings.rollout == "steps":
+            all_live = jnp.ones((self.settings.num_envs,), bool)
+
+            def step(carry_, key_t):
+                s, sums = carry_
+                s, transition, extras, done = self._env_step(s, key_t, all_live)
+                return (s, add(sums, done)), (transition, extras)
+
+            (state, sums), (transition, extras) = jax.lax.scan(step, (state, zero), keys)
+        else:
+            state, sums, transition, extras = self._collect_episodes(state, keys, zero)
+        # Time-major [T, N, ...] -> the store's env-major [N, T, ...].
         to_env_major = lambda x: jnp.swapaxes(x, 0, 1)
         rollout = Rollout(
             transition=jax.tree.map(to_env_major, transition),
             extras=jax.tree.map(to_env_major, extras),
         )
+        ret_sum, len_sum, count = sums
         state = state.replace(
-            env_steps=state.env_steps + self.settings.steps_per_iteration,
+            env_steps=state.env_steps + jnp.sum(rollout.transition.mask, dtype=jnp.int32),
             episodes=state.episodes + count,
         )
         return state, rollout, {"return_sum": ret_sum, "length_sum": len_sum, "count": count}
 
+    def _collect_episodes(self, state: LoopState, keys: jax.Array, zero: tuple):
+        """`"episode"` collection: a `while_loop` that steps until every env's episode
+        ended (or `rollout_steps`), writing step `t` into time-major buffers `[T, N]`."""
+        n = self.settings.num_envs
+        probe = jax.eval_shape(lambda s: self._env_step(s, keys[0], jnp.ones((n,), bool)), state)
+        _, tr_shape, ex_shape, _ = probe
+        empty = lambda x: jnp.zeros((keys.shape[0], *x.shape), x.dtype)
+        buffers = (jax.tree.map(empty, tr_shape), jax.tree.map(empty, ex_shape))
+
+        def cond(c):
+            t, _, live, *_ = c
+            return (t < keys.shape[0]) & jnp.any(live)
+
+        def body(c):
+            t, s, live, sums, (tr_buf, ex_buf) = c
+            s, transition, extras, done = self._env_step(s, keys[t], live)
+            put = lambda buf, x: buf.at[t].set(x)
+            tr_buf = jax.tree.map(put, tr_buf, transition)
+            ex_buf = jax.tree.map(put, ex_buf, extras)
+            live = live & ~(transition.terminated | transition.truncated)
+            return t + 1, s, live, jax.tree.map(jnp.add, sums, done), (tr_buf, ex_buf)
+
+        init = (jnp.zeros((), jnp.int32), state, jnp.ones((n,), bool), zero, buffers)
+        _, state, _, sums, (transition, extras) = jax.lax.while_loop(cond, body, init)
+        return state, sums, transition, extras
+
     def iteration(self, state: LoopState) -> tuple[LoopState, tuple[dict, dict]]:
-        """Collect one rollout, then `algo.learn` on it."""
+        """Collect one rollout, then `algo.learn` on it; flag the first non-finite metric."""
         key, collect_key, learn_key = jax.random.split(state.key, 3)
         state, rollout, episode_sums = self.collect(state.replace(key=key), collect_key)
         algo_state, learn_metrics = self.algo.learn(state.algo, rollout, learn_key)
+        names = tuple(sorted(learn_metrics))
+        self._traced["learn_metrics"] = names  # recorded at trace time for the driver
+        bad = jnp.stack([~jnp.all(jnp.isfinite(learn_metrics[n])) for n in names])
+        state = _flag_nonfinite(state, bad)
         state = state.replace(algo=algo_state, iterations=state.iterations + 1)
         return state, (episode_sums, learn_metrics)
+
+    @property
+    def nonfinite_names(self) -> tuple[str, ...]:
+        """What `LoopState.nonfinite_metric` indexes: the learn metrics, then "params".
+        Known once the loop has been traced (`run_chunk` called)."""
+        return (*self._traced.get("learn_metrics", ()), "params")
+
+    def _period_metrics(self, learn: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """A period's `train/*` values from its iterations' learn metrics (`[I]` each).
+
+        Counters and schedules the algorithm lists in `period_end_metrics` are reported
+        as they stand at the period's end; every other metric is averaged over the
+        iterations that ran updates (`learn["training"]`, when the algorithm reports it),
+        so a random phase's placeholder zeros never dilute it (NaN: none ran).
+        """
+        end_names = getattr(self.algo, "period_end_metrics", ())
+        trained = learn["training"] > 0 if "training" in learn else None
+        out = {}
+        for name, value in learn.items():
+            value = value.astype(jnp.float32)
+            if name in end_names:
+                out[name] = value[-1]
+            elif name == "training" or trained is None:
+                out[name] = jnp.nanmean(value)
+            else:
+                out[name] = _nanmean(jnp.sum(jnp.where(trained, value, 0.0)), jnp.sum(trained))
+        return out
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self, algo_state: PyTree, key: jax.Array) -> dict[str, jax.Array]:
@@ -316,8 +450,14 @@ class Loop:
             "counters/iterations": state.iterations,
             "counters/episodes": state.episodes,
         }
-        for name, value in learn.items():
-            metrics[f"train/{name}"] = jnp.nanmean(value.astype(jnp.float32))
+        for name, value in self._period_metrics(learn).items():
+            metrics[f"train/{name}"] = value
+        params = getattr(state.algo, "params", None)
+        if params is not None:  # a cheap reduction once per period, not per update
+            leaves = [x for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.inexact)]
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+            flags = jnp.zeros((len(self.nonfinite_names),), bool).at[-1].set(~finite)
+            state = _flag_nonfinite(state, flags)
         return state, metrics
 
     def chunk_one(self, state: LoopState, num_periods: int) -> tuple[LoopState, dict]:

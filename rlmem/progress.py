@@ -1,4 +1,4 @@
-"""A one-line terminal progress bar: steps, steps/s, ETA and the latest eval return.
+"""A one-line terminal progress bar: steps (or episodes), their rate, ETA, latest eval return.
 
 Updated by the runner between compiled chunks. It draws only when the stream is a TTY, so
 logs of batch jobs (Slurm, CI, pipes) stay free of carriage-return noise; there it writes
@@ -30,15 +30,16 @@ def _format_count(n: float) -> str:
 
 
 class Progress:
-    """Progress over `total` env steps.
+    """Progress over `total` steps of the run's step axis.
 
     Args:
-      total: env steps the run will have taken at the end.
-      initial: env steps already done (a resumed run); the bar starts there.
+      total: steps the run will have taken at the end.
+      initial: steps already done (a resumed run); the bar starts there.
       stream: where to draw (default stdout).
       enabled: force on/off; default: on only when `stream` is a TTY.
       width: characters of the bar itself.
       log_interval: when the bar is off, seconds between plain progress lines (None: never).
+      unit: what a step is, as shown ("steps", or "episodes" for `loop.rollout=episode`).
     """
 
     def __init__(
@@ -50,7 +51,9 @@ class Progress:
         enabled: bool | None = None,
         width: int = 24,
         log_interval: float | None = 30.0,
+        unit: str = "steps",
     ):
+        self.unit = unit
         self.total = int(total)
         self.initial = int(initial)
         self.steps = int(initial)
@@ -86,8 +89,8 @@ class Progress:
             eta = 0.0
         bar = "#" * filled + "-" * (self.width - filled)
         text = (
-            f"[{bar}] {_format_count(self.steps)}/{_format_count(self.total)} steps "
-            f"{frac:4.0%} | {_format_count(rate) if rate else '?'} steps/s | "
+            f"[{bar}] {_format_count(self.steps)}/{_format_count(self.total)} {self.unit} "
+            f"{frac:4.0%} | {_format_count(rate) if rate else '?'} {self.unit}/s | "
             f"ETA {_format_duration(eta)}"
         )
         if self.eval_return is not None and math.isfinite(self.eval_return):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlmem.config import Experiment
+from rlmem.errors import RunError
 from rlmem.loop import LoopState
 from rlmem.progress import Progress
 from rlmem.sharding import keep_sharded, shard_seeds
@@ -68,14 +69,75 @@ def batching_label(batching: dict) -> str:
     return str(batching["mode"])
 
 
-def _log_chunk(logger, metrics: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-    """Log each period of a chunk at its env step; `metrics[name]` is `[S, P]`."""
-    steps = metrics["counters/env_steps"][0]
-    for p, step in enumerate(steps):
+class DivergenceError(RunError):
+    """A seed's loss, gradients or parameters became NaN/inf; nothing of it was saved."""
+
+    exit_code = 1  # a failure at run time, not a refusal
+
+
+def _periods_left(iterations: int, done: int, interval: int) -> int:
+    """Evaluation periods still to run; refuses an `eval.interval` that cannot land on
+    `loop.iterations` from where a resumed run stands (checkpoints and logs are named by
+    the step reached, so the last period must end exactly there)."""
+    from rlmem.config import ConfigError
+
+    if done >= iterations:
+        return 0
+    if (iterations - done) % interval:
+        nearest = done + interval * -(-(iterations - done) // interval)
+        raise ConfigError(
+            f"eval.interval={interval} cannot continue this run: its checkpoint stands at "
+            f"iteration {done}, and loop.iterations={iterations} is {iterations - done} "
+            f"iterations further, not a multiple of {interval}; choose loop.iterations = "
+            f"{done} + a multiple of {interval} (e.g. {nearest}) "
+            "or keep the run's eval.interval"
+        )
+    return (iterations - done) // interval
+
+
+def _divergence(state, loop, seeds) -> tuple[np.ndarray, str] | None:
+    """`(env step at detection [S], -1 where finite; message)` if any seed went
+    non-finite, else None."""
+    metric = np.asarray(state.nonfinite_metric)
+    hit = np.flatnonzero(metric >= 0)
+    if not hit.size:
+        return None
+    names = loop.nonfinite_names
+    env_step = np.asarray(state.nonfinite_env_step)
+    what = lambda i: ("the parameters" if names[metric[i]] == "params"
+                      else f"train/{names[metric[i]]}")
+    lines = [f"seed {seeds[i]}: {what(i)} became non-finite by env step {int(env_step[i])}"
+             for i in hit]
+    message = (
+        "training diverged (NaN/inf); the run stopped without saving the diverged state:\n  "
+        + "\n  ".join(lines)
+        + "\nlower algo.learning_rate or check the reward scale; the latest checkpoint "
+        "(if any) holds a state from before"
+    )
+    return np.where(metric >= 0, env_step, -1), message
+
+
+def _periods_before(metrics: dict[str, np.ndarray], diverged) -> int:
+    """How many of a chunk's periods to log: all, or those that ended before the first
+    seed's divergence was detected (`counters/env_steps` is `[S, P]`)."""
+    num = metrics["eval/return"].shape[1]
+    if diverged is None:
+        return num
+    at = diverged[0][:, None]
+    clean = np.all((at < 0) | (metrics["counters/env_steps"] < at), axis=0)  # [P]
+    return num if clean.all() else int(np.argmin(clean))
+
+
+def _log_chunk(logger, settings, metrics: dict[str, np.ndarray], num: int,
+               extra: dict[str, Any]) -> None:
+    """Log the first `num` periods of a chunk at their step (`settings.step_of`);
+    `metrics[name]` is `[S, P]`, `extra` values `[S]` go with the chunk's last period."""
+    iterations = metrics["counters/iterations"][0]
+    for p in range(num):
         row = {name: value[:, p] for name, value in metrics.items()}
-        if p == len(steps) - 1:
+        if p == metrics["eval/return"].shape[1] - 1:
             row.update(extra)
-        logger.log(int(step), row)
+        logger.log(settings.step_of(int(iterations[p])), row)
 
 
 def run(
@@ -96,10 +158,10 @@ def run(
     Returns:
       A summary: per-seed arrays `[S]` of the final `eval_return`, `best_eval_return`,
       the first evaluation's return of this call `first_eval_return` (None if nothing
-      ran), plus `env_steps`, `run_dir` and the final `state` (a vmapped `LoopState`).
+      ran), plus `env_steps` (`[S]`), `run_dir` and the final `state` (a vmapped `LoopState`).
     """
-    from rlmem.checkpoint import Checkpointer, prepare_run_dir
     from rlmem.metrics import MetricsLogger
+    from rlmem.rundir import open_checkpoints
 
     say = (lambda msg: print(msg, file=stream, flush=True)) if stream else (
         lambda msg: print(msg, flush=True)
@@ -110,76 +172,86 @@ def run(
     ckpt_cfg, log_cfg = cfg["checkpoint"], cfg["logger"]
     say(f"rlmem: run directory {run_dir.resolve()}")
 
-    prepare_run_dir(run_dir, ckpt_cfg["resume"], ckpt_cfg["overwrite"])
     state = loop.init(exp.seeds)
-    checkpointer = Checkpointer(
-        run_dir / "checkpoints",
-        interval=ckpt_cfg["interval"] or exp.total_env_steps,
+    # rlmem.rundir: locks run_dir (until checkpointer.close()), refuses a start that would
+    # mix or lose runs, restores the latest valid checkpoint (None: start from step 0).
+    checkpointer, restored = open_checkpoints(
+        run_dir, state, resume=ckpt_cfg["resume"], overwrite=ckpt_cfg["overwrite"],
+        interval=ckpt_cfg["interval"] or exp.total_steps,
         keep=ckpt_cfg["keep"],
         fingerprint=fingerprint(cfg, state),
         exclude_replay=ckpt_cfg["exclude_replay"],
     )
-    if ckpt_cfg["resume"] and checkpointer.latest_step() is not None:
-        restored, _meta = checkpointer.restore(state)
-        state = jax.tree.map(jnp.asarray, restored)
-        say(f"rlmem: resumed from checkpoint at env step {checkpointer.latest_step()}")
-    state, sharding, placement = shard_seeds(state, len(exp.seeds))
-    if placement:
-        say(f"rlmem: {placement}")
+    settings = loop.settings
+    unit = settings.step_unit
+    logger = bar = None
+    try:  # from here on the checkpointer (and with it the run-directory lock) is closed
+        resume_step = 0 if restored is None else checkpointer.latest_step()
+        if restored is not None:
+            state = jax.tree.map(jnp.asarray, restored)
+            say(f"rlmem: resumed from checkpoint at {unit[:-1]} {resume_step}")
+        done_iterations = int(np.asarray(state.iterations)[0])
+        # Refused before the metrics file is touched.
+        periods_left = _periods_left(exp.iterations, done_iterations, settings.eval_interval)
+        state, sharding, placement = shard_seeds(state, len(exp.seeds))
+        if placement:
+            say(f"rlmem: {placement}")
 
-    names = (cfg["env"]["name"], cfg["memory"]["name"], batching_label(cfg["batching"]),
-             cfg["algo"]["name"])
-    logger = MetricsLogger(
-        run_dir,
-        num_seeds=len(exp.seeds),
-        config=cfg,
-        mode=log_cfg["mode"],
-        project=log_cfg["project"],
-        group=log_cfg["group"] or "-".join(map(str, names)),
-        tags=tuple(names) + tuple(log_cfg["tags"]),
-        name=log_cfg["name"],
-        seeds=exp.seeds,
-    )
-
-    interval = cfg["eval"]["interval"]
-    total_periods = exp.iterations // interval
-    done_periods = int(np.asarray(state.iterations)[0]) // interval
-    chunk = periods_per_chunk(total_periods, cfg["loop"]["chunk_periods"])
-    steps_per_period = interval * loop.settings.steps_per_iteration
-    bar = Progress(exp.total_env_steps, initial=done_periods * steps_per_period,
-                   stream=stream, enabled=progress)
-    first_eval = None
-    last_saved = None
-    if done_periods < total_periods:
-        say(f"rlmem: training {len(exp.seeds)} seed(s) for {exp.total_env_steps} env steps "
-            f"each; compiling the training loop first ...")
-    try:
-        while done_periods < total_periods:
-            n = min(chunk, total_periods - done_periods)
+        names = (cfg["env"]["name"], cfg["memory"]["name"], batching_label(cfg["batching"]),
+                 cfg["algo"]["name"])
+        logger = MetricsLogger(
+            run_dir,
+            num_seeds=len(exp.seeds),
+            config=cfg,
+            mode=log_cfg["mode"],
+            project=log_cfg["project"],
+            group=log_cfg["group"] or "-".join(map(str, names)),
+            tags=tuple(names) + tuple(log_cfg["tags"]),
+            name=log_cfg["name"],
+            seeds=exp.seeds,
+            resume_step=resume_step,  # rows after it are set aside and logged again
+        )
+        chunk = periods_per_chunk(max(periods_left, 1), cfg["loop"]["chunk_periods"])
+        bar = Progress(exp.total_steps, initial=settings.step_of(done_iterations),
+                       stream=stream, enabled=progress, unit=unit.split()[-1])
+        first_eval = last_saved = None
+        if periods_left:
+            say(f"rlmem: training {len(exp.seeds)} seed(s) for {exp.total_steps} {unit} "
+                f"each; compiling the training loop first ...")
+        while periods_left:
+            n = min(chunk, periods_left)
             t0 = time.perf_counter()
+            env_steps_before = np.asarray(state.env_steps).copy()  # state is donated below
             state, metrics = loop.run_chunk(state, n)
             state = keep_sharded(state, sharding)  # no recompile from a changed placement
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
-            done_periods += n
-            steps = done_periods * steps_per_period
-            if first_eval is None:
+            periods_left -= n
+            diverged = _divergence(state, loop, exp.seeds)
+            good = _periods_before(metrics, diverged)
+            if first_eval is None and good:
                 first_eval = metrics["eval/return"][:, 0]
-            per_seed_rate = n * steps_per_period / elapsed
-            _log_chunk(logger, metrics, {"perf/steps_per_second": per_seed_rate,
-                                         "perf/chunk_seconds": elapsed})
+            env_steps = metrics["counters/env_steps"][:, -1] - env_steps_before
+            _log_chunk(logger, settings, metrics, good,
+                       {"perf/steps_per_second": env_steps / elapsed,
+                        "perf/chunk_seconds": np.full(len(exp.seeds), elapsed)})
+            if diverged is not None:
+                raise DivergenceError(diverged[1])
+            steps = settings.step_of(int(metrics["counters/iterations"][0, -1]))
             bar.update(steps, float(np.mean(metrics["eval/return"][:, -1])))
             # The Checkpointer copies the leaves to host before returning, so the next
             # chunk may donate (reuse) the device buffers while an async save writes.
             if checkpointer.save(steps, state, meta={"env_steps": steps}):
                 last_saved = steps
-        final_steps = done_periods * steps_per_period
+        final_steps = settings.step_of(int(np.asarray(state.iterations)[0]))
         if last_saved != final_steps and checkpointer.latest_step() != final_steps:
             checkpointer.save(final_steps, state, meta={"env_steps": final_steps}, force=True)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         checkpointer.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
 
     eval_return = np.asarray(state.eval_return)
     best = np.asarray(state.best_eval_return)
@@ -192,7 +264,7 @@ def run(
         "eval_return": eval_return,
         "best_eval_return": best,
         "first_eval_return": first_eval,
-        "env_steps": int(np.asarray(state.env_steps)[0]),
+        "env_steps": np.asarray(state.env_steps),
         "run_dir": run_dir,
         "state": state,
     }

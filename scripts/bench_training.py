@@ -8,10 +8,14 @@ Three tables, each measured side by side in one run:
 2. Tape-based (TBB) vs segment-based batching (SBB, L = 10, 20, 50, 100): wall time of the
    same number of updates (and of whole epochs).
 3. Env steps per second of the whole loop with num_seeds = 1, 4, 10 (vmapped seeds).
+4. `loop.rollout=episode` (the presets' one whole episode per iteration) against
+   `loop.rollout=steps` (a fixed max-length window): the while-loop's cost on a
+   fixed-length task, and what one iteration costs on a variable-length one.
 
     python scripts/bench_training.py --quick                  # a subset, a few minutes
     python scripts/bench_training.py --epochs 20 --repeats 1  # all three tables (~7 min)
     python scripts/bench_training.py --epochs 200 --seeds 1 4 10 16
+    python scripts/bench_training.py --tables rollout            # one table
 
 Most of the wall time is compiling (one loop per configuration); the timings themselves
 exclude compilation (each configuration runs once before it is timed).
@@ -34,10 +38,10 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 REFERENCE_EPOCHS_PER_S = 3.0  # the paper's reference code on 2 CPU cores (quoted in the issue)
 
 
-def experiment(*overrides: str, buffer: int):
+def experiment(*overrides: str, buffer: int, task: str = "repeat_first"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "+experiment=paper/repeat_first", f"algo.buffer_capacity={buffer}",
+            f"+experiment=paper/{task}", f"algo.buffer_capacity={buffer}",
             "algo.random_epochs=0", "logger=none", *overrides,
         ])
     return build(cfg)
@@ -134,6 +138,31 @@ def seeds_table(args) -> list[str]:
     return rows
 
 
+def rollout_table(args) -> list[str]:
+    rows = ["| task | loop.rollout | ms / iteration | env steps / iteration | vs steps |",
+            "|---|---|---|---|---|"]
+    for task in ("repeat_first", "position_only_cartpole"):
+        base = None
+        for mode in ("steps", "episode"):
+            exp = experiment(f"eval.interval={args.epochs}", "eval.episodes=1",
+                             f"loop.rollout={mode}", buffer=args.buffer, task=task)
+            sec, state = time_chunks(exp.loop, exp.loop.init([0]), 1, args.repeats)
+            chunks = args.repeats + 1  # mean env steps per iteration over every chunk run
+            per_iter = int(state.env_steps[0]) / (chunks * args.epochs)
+            base = base or sec
+            rows.append(f"| {task} | {mode} | {sec / args.epochs * 1e3:.2f} | "
+                        f"{per_iter:.1f} | {sec / base:.2f}x |")
+    return rows
+
+
+TABLES = {
+    "epoch": ("Epoch time (RepeatFirstEasy, FFM, tape, DQN)", epoch_table),
+    "batching": ("TBB vs SBB, same number of updates", batching_table),
+    "seeds": ("Throughput vs num_seeds", seeds_table),
+    "rollout": ("loop.rollout: one episode vs a fixed window (FFM, tape, DQN)", rollout_table),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -143,6 +172,7 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=100_000, help="replay capacity")
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 20, 50, 100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 10])
+    parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES))
     args = parser.parse_args()
     if args.quick:  # about 4 minutes on a busy 2-core machine, most of it compiling
         args.epochs, args.repeats, args.lengths, args.seeds = 20, 1, [20, 100], [1, 4]
@@ -150,9 +180,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.system()}, jax {jax.__version__} "
           f"({jax.default_backend()}), epochs per timing {args.epochs}, "
           f"replay capacity {args.buffer}\n")
-    for title, table in [("Epoch time (RepeatFirstEasy, FFM, tape, DQN)", epoch_table),
-                         ("TBB vs SBB, same number of updates", batching_table),
-                         ("Throughput vs num_seeds", seeds_table)]:
+    for title, table in (TABLES[name] for name in args.tables):
         print(f"### {title}\n")
         print("\n".join(table(args)) + "\n", flush=True)
 

@@ -135,7 +135,7 @@ def test_memory_batching_algo_grid_builds(memory, batching, algo):
     overrides = fits([f"memory={memory}", f"batching={batching}", f"algo={algo}"])
     exp = rc.build(cfg(*overrides))
     assert exp.loop.settings.rollout_steps >= 1
-    assert exp.total_env_steps == exp.iterations * exp.loop.settings.steps_per_iteration
+    assert exp.total_steps == exp.iterations * exp.loop.settings.steps_per_iteration
 
 
 @settings(max_examples=15)
@@ -178,16 +178,17 @@ def test_paper_table_values():
 BAD = [
     (["env.name=RepeatFrstEasy"], r"env\.name='RepeatFrstEasy'.*RepeatFirstEasy"),
     (["memory.name=fmm"], r"memory\.name='fmm'.*'ffm'"),
-    (["loop.num_envs=two"], r"loop\.num_envs must be int, got 'two'"),
-    (["loop.num_envs=0"], r"loop\.num_envs must be >= 1, got 0"),
-    (["num_seeds=true"], r"num_seeds must be int, got True"),
-    (["batching=segment", "batching.segment_length=0"], r"batching\.segment_length must be >= 1"),
+    (["loop.num_envs=two"], r"loop\.num_envs='two' must be an int in \[1, 2147483647\]"),
+    (["loop.num_envs=0"], r"loop\.num_envs=0 must be an int in \[1, 2147483647\]"),
+    (["num_seeds=true"], r"num_seeds=True must be an int in \[1, "),
+    (["batching=segment", "batching.segment_length=0"],
+     r"batching\.segment_length=0 must be an int in \[1, "),
     (["batching=segment", "batching.segment_length=2000"],
      r"algo\.batch_size=1000 cannot hold one segment of batching\.segment_length=2000"),
     (["batching=segment", "batching.initial_state=zero"],
      r"batching\.initial_state='zero'.*'zeros'.*allowed: stored, zeros"),
     (["batching=segment", "batching.mode=segments"], r"batching\.mode='segments'.*'segment'"),
-    (["+batching.segment_length=20"], r"batching\.segment_length only applies to .*segment"),
+    (["+batching.segment_length=20"], r"batching\.segment_length=20 only applies to .*segment"),
     (["memory=gru", "memory.scan=associative"],
      r"memory\.scan='associative' cannot be served by memory\.name='gru'"),
     (["memory.scan=parallel"], r"memory\.scan='parallel'.*allowed: associative, auto, sequential"),
@@ -217,7 +218,10 @@ BAD_AT_BUILD = [
     (["algo=ppo", "loop.num_envs=3", "algo.num_minibatches=2"],
      r"algo\.num_minibatches=2 must divide the 3 training sequences"),
     (["loop.num_envs=2", "loop.resets_per_step=3"], r"loop\.resets_per_step=3 must be <= "),
-    (["+env.kwargs.num_deks=2"], r"env\.kwargs=\{'num_deks': 2\} do not fit env\.name="),
+    (["+env.kwargs.num_deks=2"],
+     r"unknown config key 'env\.kwargs\.num_deks' for env\.name='RepeatFirstEasy' \(did you "
+     r"mean 'num_decks'\?\); allowed: action_bins, num_decks"),
+    (["+env.kwargs.num_decks=0"], r"env\.kwargs=\{'num_decks': 0\} do not fit env\.name="),
 ]
 
 

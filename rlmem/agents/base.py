@@ -24,6 +24,14 @@ What the implementations put in `extras` (the loop stacks them into `Rollout.ext
 Both algorithms are plain Python objects holding only static settings (hashable by
 identity), so they can be closed over in `jax.jit`; every array lives in the TrainState
 (`DQNState`, `PPOState`). Their `learn` metrics are scalar arrays with a fixed set of keys.
+Two optional conventions shape how the loop summarises them per evaluation period: a
+`"training"` metric (1 when the call ran updates) restricts the averages to the iterations
+that trained, and an attribute `period_end_metrics` (names) marks counters and schedules,
+reported at the period's end rather than averaged.
+
+With `loop.rollout="episode"` a rollout's envs end their episodes at different steps:
+every stream's real steps are a prefix of its `T` and `transition.mask` is False after
+it; `learn` must ignore the masked steps (DQN stores only the prefix).
 DQN's *epoch* is one completed episode (see rlmem/agents/dqn.py): `state.epochs` counts the
 episode ends in the rollouts it stored and keys the exploration schedule.
 """

@@ -1,10 +1,26 @@
 """Argument checks shared by the algorithms' constructors.
 
 Each raises a `ValueError` naming the argument, the value and what is allowed, so a bad
-config fails when the algorithm is built rather than deep inside a jitted update.
+config fails when the algorithm is built rather than deep inside a jitted update. A value
+of the wrong type (`gamma="abc"`), a bool where a number belongs, and NaN or infinity are
+refused the same way, never with a `TypeError` from a comparison. (Configs are checked
+earlier still, naming the `algo.<key>`: `rlmem.config_ranges`.)
 """
 
 from __future__ import annotations
+
+import math
+
+
+def _finite(value: object) -> float | None:
+    """`value` as a finite float, or None if it is not a finite real number."""
+    if isinstance(value, bool | str | bytes):
+        return None
+    try:
+        number = float(value)  # ints, floats, numpy and concrete jax scalars
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_positive_ints(**values: int) -> None:
@@ -15,7 +31,16 @@ def check_positive_ints(**values: int) -> None:
 
 
 def check_unit_interval(**values: float) -> None:
-    """Raise unless every value lies in `[0, 1]` (discounts, GAE lambda)."""
+    """Raise unless every value is a number in `[0, 1]` (discounts, GAE lambda)."""
     for name, value in values.items():
-        if not 0.0 <= value <= 1.0:
+        number = _finite(value)
+        if number is None or not 0.0 <= number <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def check_positive_floats(**values: float) -> None:
+    """Raise unless every value is a finite number > 0 (rates, thresholds, epsilons)."""
+    for name, value in values.items():
+        number = _finite(value)
+        if number is None or number <= 0.0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

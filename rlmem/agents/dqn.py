@@ -43,7 +43,11 @@ from flax import struct
 
 from rlmem.agents import batching as bt
 from rlmem.agents.base import Rollout
-from rlmem.agents.checks import check_positive_ints, check_unit_interval
+from rlmem.agents.checks import (
+    check_positive_floats,
+    check_positive_ints,
+    check_unit_interval,
+)
 from rlmem.agents.networks import broadcast_carry, init_params, q_network, step_network
 from rlmem.agents.optim import gradient_step, make_optimizer, polyak_update
 from rlmem.agents.schedules import epsilon as epsilon_schedule
@@ -114,6 +118,9 @@ def td_loss(
 class DQN:
     """Double Dueling DQN. A static object: hyperparameters and network, no arrays.
 
+    `period_end_metrics` names the learn metrics that are schedules or counters: the loop
+    reports them as they stand at the end of an evaluation period instead of averaging.
+
     Args:
       memory: the memory model (rlmem.memory.make_memory).
       obs_size: observation features `F`.
@@ -172,7 +179,11 @@ class DQN:
             batch_size=batch_size, segment_length=segment_length,
             updates_per_learn=updates_per_learn, hidden_size=hidden_size,
         )
-        check_unit_interval(gamma=gamma)
+        check_unit_interval(gamma=gamma, eps_start=eps_start, eps_end=eps_end)
+        check_positive_floats(
+            learning_rate=learning_rate, max_grad_norm=max_grad_norm, adam_eps=adam_eps,
+            huber_delta=huber_delta,
+        )
         if target_delay < 1:
             raise ValueError(
                 f"target_delay must be >= 1 (tau = 1/target_delay), got {target_delay!r}"
@@ -201,6 +212,8 @@ class DQN:
         self.optimizer = make_optimizer(
             learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay
         )
+
+    period_end_metrics = ("epsilon", "epochs", "updates")
 
     @property
     def stores_carry(self) -> bool:
@@ -267,9 +280,11 @@ class DQN:
     def learn(
         self, state: DQNState, rollout: Rollout, key: jax.Array
     ) -> tuple[DQNState, dict[str, jax.Array]]:
-        """Store the rollout `[num_envs, T]`, count its episodes, then update (see module doc).
+        """Store the rollout `[num_envs, T]` (each stream's masked prefix of real steps),
+        count its episodes, then update (see module doc).
 
-        Returns metrics averaged over this call's updates (zeros when none ran).
+        Returns metrics averaged over this call's updates (zeros when none ran, with
+        `training` 0), plus the schedule and counters (`period_end_metrics`).
         """
         tr = rollout.transition
         if tr.start.shape[0] != self.num_envs:
@@ -280,8 +295,11 @@ class DQN:
             )
         extras = {"carry": rollout.extras["carry"]} if self.stores_carry else None
         training = state.epochs >= self.random_epochs
-        ended = jnp.sum(tr.terminated | tr.truncated, dtype=jnp.int32)
-        state = state.replace(store=add(state.store, tr, extras), epochs=state.epochs + ended)
+        # Only real steps count and are stored: each stream's are a prefix (rlmem.loop).
+        ended = jnp.sum((tr.terminated | tr.truncated) & tr.mask, dtype=jnp.int32)
+        length = jnp.sum(tr.mask, axis=1, dtype=jnp.int32)
+        store = add(state.store, tr, extras, length)
+        state = state.replace(store=store, epochs=state.epochs + ended)
 
         def run_updates(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
             keys = jax.random.split(key, self.updates_per_learn)

@@ -47,7 +47,11 @@ from flax import struct
 
 from rlmem.agents import batching as bt
 from rlmem.agents.base import Rollout
-from rlmem.agents.checks import check_positive_ints, check_unit_interval
+from rlmem.agents.checks import (
+    check_positive_floats,
+    check_positive_ints,
+    check_unit_interval,
+)
 from rlmem.agents.networks import actor_critic, broadcast_carry, init_params, step_network
 from rlmem.agents.optim import gradient_step, make_optimizer
 from rlmem.memory.returns import gae
@@ -203,7 +207,10 @@ class PPO:
             update_epochs=update_epochs, num_minibatches=num_minibatches,
             hidden_size=hidden_size,
         )
-        check_unit_interval(gamma=gamma, gae_lambda=gae_lambda)
+        check_unit_interval(gamma=gamma, gae_lambda=gae_lambda, clip_eps=clip_eps)
+        check_positive_floats(
+            learning_rate=learning_rate, max_grad_norm=max_grad_norm, adam_eps=adam_eps
+        )
         if clip_eps <= 0:
             raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
         self.network = actor_critic(memory, num_actions, hidden_size, num_blocks)

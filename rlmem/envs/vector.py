@@ -47,7 +47,7 @@ class VecEnvState:
     pool_used: jax.Array
 
 
-def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
+def select_envs(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
     """Per-env `where` over pytrees whose leaves are `[N, ...]`; `mask: [N]`."""
 
     def pick(a, b):
@@ -161,8 +161,8 @@ class VecEnv:
             (fresh_obs, fresh), state = self._take_from_pool(reset_key, state, done)
         else:
             fresh_obs, fresh = self._resets(reset_key, n)
-        state = state.replace(env_state=_select(done, fresh, stepped))
-        new_obs = _select(done, fresh_obs, obs)
+        state = state.replace(env_state=select_envs(done, fresh, stepped))
+        new_obs = select_envs(done, fresh_obs, obs)
         info = {**info, "final_obs": obs, "start": done}
         return (new_obs, state, jnp.asarray(reward, jnp.float32), terminated, truncated,
                 info)
