@@ -141,17 +141,10 @@ def _nanmean(total: jax.Array, count: jax.Array) -> jax.Array:
     return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
 
-def _over_seeds(fn: Callable, num_seeds: int) -> Callable:
-    """`jax.vmap(fn)`, except for one seed: then `fn` runs unbatched on the squeezed state.
-
-    Under `vmap` a `lax.cond` on a per-seed value becomes a `select` that runs both branches
-    (e.g. DQN's "no updates during the random phase"); one seed keeps the real branch.
-    """
-    if num_seeds != 1:
-        return jax.vmap(fn)
-    squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)
-    expand = lambda tree: jax.tree.map(lambda x: x[None], tree)
-    return lambda *args: expand(fn(*map(squeeze, args)))
+def _squeezed(fn: Callable) -> Callable:
+    """The single-seed stand-in for `jax.vmap`: the state carries no seed axis, so every
+    `lax.cond` stays a real branch (under `vmap` it would become a `select`)."""
+    return fn
 
 
 def _flag_nonfinite(state: LoopState, bad: jax.Array) -> LoopState:
@@ -346,17 +339,48 @@ class Loop:
         _, state, _, sums, (transition, extras) = jax.lax.while_loop(cond, body, init)
         return state, sums, transition, extras
 
-    def iteration(self, state: LoopState) -> tuple[LoopState, tuple[dict, dict]]:
-        """Collect one rollout, then `algo.learn` on it; flag the first non-finite metric."""
-        key, collect_key, learn_key = jax.random.split(state.key, 3)
-        state, rollout, episode_sums = self.collect(state.replace(key=key), collect_key)
-        algo_state, learn_metrics = self.algo.learn(state.algo, rollout, learn_key)
-        names = tuple(sorted(learn_metrics))
-        self._traced["learn_metrics"] = names  # recorded at trace time for the driver
-        bad = jnp.stack([~jnp.all(jnp.isfinite(learn_metrics[n])) for n in names])
-        state = _flag_nonfinite(state, bad)
-        state = state.replace(algo=algo_state, iterations=state.iterations + 1)
-        return state, (episode_sums, learn_metrics)
+    def iteration(self, states: LoopState, over_seeds: Callable) -> tuple[LoopState, tuple]:
+        """Collect one rollout per seed, then `algo.learn` on it; flag non-finite metrics.
+
+        `states` has the seed axis; `over_seeds(fn)` maps a per-seed function over it.
+        When the algorithm can say whether it will update (`wants_update`), that branch
+        is decided once for all seeds, outside the seed map: under `vmap` a per-seed
+        `lax.cond` would become a `select` and run the updates of a seed still in its
+        random phase (or of every seed, while all of them are). Seeds in a mixed phase
+        still go through the per-seed branch, so results do not depend on it.
+        """
+
+        def before(state: LoopState):
+            key, collect_key, learn_key = jax.random.split(state.key, 3)
+            state, rollout, episode_sums = self.collect(state.replace(key=key), collect_key)
+            return state, rollout, episode_sums, learn_key
+
+        states, rollouts, sums, keys = over_seeds(before)(states)
+        learn = lambda may_update: over_seeds(
+            lambda a, r, k: self._learn(a, r, k, may_update))
+        if hasattr(self.algo, "wants_update"):
+            anyone = jnp.any(over_seeds(self.algo.wants_update)(states.algo))
+            algo, metrics = jax.lax.cond(
+                anyone, learn(True), learn(False), states.algo, rollouts, keys
+            )
+        else:
+            algo, metrics = learn(None)(states.algo, rollouts, keys)
+
+        def after(state: LoopState, algo: PyTree, metrics: dict):
+            names = tuple(sorted(metrics))
+            self._traced["learn_metrics"] = names  # recorded at trace time for the driver
+            bad = jnp.stack([~jnp.all(jnp.isfinite(metrics[n])) for n in names])
+            state = _flag_nonfinite(state, bad)
+            return state.replace(algo=algo, iterations=state.iterations + 1)
+
+        states = over_seeds(after)(states, algo, metrics)
+        return states, (sums, metrics)
+
+    def _learn(self, algo_state: PyTree, rollout: Rollout, key: jax.Array,
+               may_update: bool | None):
+        if may_update is None:
+            return self.algo.learn(algo_state, rollout, key)
+        return self.algo.learn(algo_state, rollout, key, may_update=may_update)
 
     @property
     def nonfinite_names(self) -> tuple[str, ...]:
@@ -429,11 +453,21 @@ class Loop:
         return {"return": jnp.mean(ret), "length": jnp.mean(length.astype(jnp.float32))}
 
     # -- periods and chunks -----------------------------------------------------------
-    def period(self, state: LoopState) -> tuple[LoopState, dict[str, jax.Array]]:
-        """`eval_interval` iterations, then one evaluation. Metrics are scalars."""
-        state, (sums, learn) = jax.lax.scan(
-            lambda s, _: self.iteration(s), state, None, length=self.settings.eval_interval
+    def period(self, states: LoopState, over_seeds: Callable) -> tuple[LoopState, dict]:
+        """`eval_interval` iterations, then one evaluation per seed. Metrics: `{name: [S]}`
+        (per-seed scalars when `over_seeds` squeezes a single seed)."""
+        states, (sums, learn) = jax.lax.scan(
+            lambda s, _: self.iteration(s, over_seeds), states, None,
+            length=self.settings.eval_interval,
         )
+        # scan stacks iterations first: [I, S, ...] -> [S, I, ...] for the per-seed map.
+        seeds_first = lambda tree: jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), tree)
+        if over_seeds is not _squeezed:  # (a squeezed seed has no seed axis to move)
+            sums, learn = seeds_first(sums), seeds_first(learn)
+        return over_seeds(self._end_period)(states, sums, learn)
+
+    def _end_period(self, state: LoopState, sums: dict, learn: dict):
+        """One seed's evaluation and metrics at the end of a period (`sums`, `learn`: `[I]`)."""
         eval_key, key = jax.random.split(state.eval_key)
         ev = self.evaluate(state.algo, key)
         best = jnp.maximum(state.best_eval_return, ev["return"])
@@ -460,10 +494,6 @@ class Loop:
             state = _flag_nonfinite(state, flags)
         return state, metrics
 
-    def chunk_one(self, state: LoopState, num_periods: int) -> tuple[LoopState, dict]:
-        """`num_periods` periods for one seed; metrics stacked `[num_periods]`."""
-        return jax.lax.scan(lambda s, _: self.period(s), state, None, length=num_periods)
-
     def run_chunk(self, state: LoopState, num_periods: int) -> tuple[LoopState, dict]:
         """Advance every seed by `num_periods * eval_interval` iterations in one call.
 
@@ -478,6 +508,17 @@ class Loop:
         num_seeds = int(np.shape(state.iterations)[0])
         name = ("chunk", num_periods, num_seeds == 1)
         if name not in self._compiled:
-            fn = _over_seeds(lambda s: self.chunk_one(s, num_periods), num_seeds)
-            self._compiled[name] = jax.jit(fn, donate_argnums=0)
+            over_seeds = _squeezed if num_seeds == 1 else jax.vmap
+
+            def chunk(states: LoopState):
+                if num_seeds == 1:
+                    states = jax.tree.map(lambda x: x[0], states)
+                states, metrics = jax.lax.scan(
+                    lambda s, _: self.period(s, over_seeds), states, None, length=num_periods
+                )
+                if num_seeds == 1:
+                    return jax.tree.map(lambda x: x[None], (states, metrics))
+                return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)
+
+            self._compiled[name] = jax.jit(chunk, donate_argnums=0)
         return self._compiled[name](state)

@@ -8,7 +8,9 @@ Three tables, each measured side by side in one run:
 2. Tape-based (TBB) vs segment-based batching (SBB, L = 10, 20, 50, 100): wall time of the
    same number of updates (and of whole epochs).
 3. Env steps per second of the whole loop with num_seeds = 1, 4, 10 (vmapped seeds).
-4. `loop.rollout=episode` (the presets' one whole episode per iteration) against
+4. The paper's protocol *with* its random phase (half the epochs random, as the paper),
+   vmapped seeds against one seed: the random phase must cost no updates for any seed.
+5. `loop.rollout=episode` (the presets' one whole episode per iteration) against
    `loop.rollout=steps` (a fixed max-length window): the while-loop's cost on a
    fixed-length task, and what one iteration costs on a variable-length one.
 
@@ -138,6 +140,28 @@ def seeds_table(args) -> list[str]:
     return rows
 
 
+def protocol_table(args) -> list[str]:
+    """Wall time of `E` random + `E` training epochs (eval every `E`), by num_seeds."""
+    e = args.epochs
+    rows = ["| num_seeds | wall time (s) | vs 1 seed | per seed vs 1 seed |",
+            "|---|---|---|---|"]
+    base = None
+    for n in args.seeds:
+        exp = experiment(f"algo.random_epochs={e}", f"loop.iterations={2 * e}",
+                         f"eval.interval={e}", "eval.episodes=1", f"num_seeds={n}",
+                         buffer=args.buffer)
+        block(exp.loop.run_chunk(exp.loop.init(exp.seeds), 2))  # compile
+        best = float("inf")
+        for _ in range(args.repeats):
+            state = block(exp.loop.init(exp.seeds))
+            t0 = time.perf_counter()
+            block(exp.loop.run_chunk(state, 2))
+            best = min(best, time.perf_counter() - t0)
+        base = base or best
+        rows.append(f"| {n} | {best:.2f} | {best / base:.2f}x | {best / base / n:.2f}x |")
+    return rows
+
+
 def rollout_table(args) -> list[str]:
     rows = ["| task | loop.rollout | ms / iteration | env steps / iteration | vs steps |",
             "|---|---|---|---|---|"]
@@ -159,6 +183,7 @@ TABLES = {
     "epoch": ("Epoch time (RepeatFirstEasy, FFM, tape, DQN)", epoch_table),
     "batching": ("TBB vs SBB, same number of updates", batching_table),
     "seeds": ("Throughput vs num_seeds", seeds_table),
+    "protocol": ("The paper's protocol incl. its random phase, vmapped seeds", protocol_table),
     "rollout": ("loop.rollout: one episode vs a fixed window (FFM, tape, DQN)", rollout_table),
 }
 

@@ -29,6 +29,11 @@ Two optional conventions shape how the loop summarises them per evaluation perio
 that trained, and an attribute `period_end_metrics` (names) marks counters and schedules,
 reported at the period's end rather than averaged.
 
+An algorithm whose updates follow a schedule (DQN's random phase) may offer
+`wants_update(state) -> [] bool` and accept `learn(..., may_update: bool)`: the loop then
+evaluates `wants_update` for every seed and compiles the update only into the branch it
+takes when any seed wants one, so vmapped seeds never pay for updates nobody runs.
+
 With `loop.rollout="episode"` a rollout's envs end their episodes at different steps:
 every stream's real steps are a prefix of its `T` and `transition.mask` is False after
 it; `learn` must ignore the masked steps (DQN stores only the prefix).

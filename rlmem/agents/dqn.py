@@ -277,11 +277,20 @@ class DQN:
         q, carry = step_network(self.network, state.params, obs, start, carry)
         return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
 
+    def wants_update(self, state: DQNState) -> jax.Array:
+        """`[]` bool: the next `learn` runs updates (its rollout comes after the random
+        phase). The loop decides the update branch from this once for all seeds."""
+        return state.epochs >= self.random_epochs
+
     def learn(
-        self, state: DQNState, rollout: Rollout, key: jax.Array
+        self, state: DQNState, rollout: Rollout, key: jax.Array, may_update: bool = True
     ) -> tuple[DQNState, dict[str, jax.Array]]:
         """Store the rollout `[num_envs, T]` (each stream's masked prefix of real steps),
         count its episodes, then update (see module doc).
+
+        `may_update=False` (static) promises `wants_update(state)` is False and leaves the
+        update step out of the program, so seeds vmapped through their random phase
+        compute no updates at all.
 
         Returns metrics averaged over this call's updates (zeros when none ran, with
         `training` 0), plus the schedule and counters (`period_end_metrics`).
@@ -294,7 +303,7 @@ class DQN:
                 "pass num_envs = the loop's num_envs"
             )
         extras = {"carry": rollout.extras["carry"]} if self.stores_carry else None
-        training = state.epochs >= self.random_epochs
+        training = self.wants_update(state)
         # Only real steps count and are stored: each stream's are a prefix (rlmem.loop).
         ended = jnp.sum((tr.terminated | tr.truncated) & tr.mask, dtype=jnp.int32)
         length = jnp.sum(tr.mask, axis=1, dtype=jnp.int32)
@@ -309,7 +318,10 @@ class DQN:
         def skip(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
             return state, {name: jnp.zeros((), jnp.float32) for name in UPDATE_METRICS}
 
-        state, metrics = jax.lax.cond(training, run_updates, skip, state)
+        if may_update:
+            state, metrics = jax.lax.cond(training, run_updates, skip, state)
+        else:
+            state, metrics = skip(state)
         metrics.update(
             epsilon=self.epsilon(state),
             epochs=state.epochs,
