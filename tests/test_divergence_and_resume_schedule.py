@@ -3,28 +3,20 @@ and a resume whose `eval.interval` cannot land on `loop.iterations` is refused."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from rlmem.config import ConfigError, build
 from rlmem.loop import Loop, LoopSettings
 from rlmem.metrics import read_metrics
 from rlmem.runner import DivergenceError, run
+from tests.compose import compose_cfg
 from tests.test_episode_rollout import TINY, RandomToy
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def compose_cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 class NanAt(RandomToy):

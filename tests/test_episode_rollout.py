@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from rlmem.agents.base import Rollout
 from rlmem.config import ConfigError, build
@@ -25,17 +23,13 @@ from rlmem.envs import make
 from rlmem.loop import Loop, LoopSettings
 from rlmem.metrics import read_metrics
 from rlmem.runner import run
+from tests.compose import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["memory.trace_size=8", "memory.context_size=2", "memory.output_size=16",
         "algo.hidden_size=16", "algo.batch_size=64", "algo.buffer_capacity=4000",
         "algo.warmup_updates=5", "eval.episodes=2", "logger=none"]
 
-
-def compose_cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 # -- the loop alone, with a random toy algorithm ---------------------------------------
@@ -185,3 +179,19 @@ def test_fixed_length_task_is_bit_identical_to_steps_mode(batching):
     for name in ma:
         np.testing.assert_array_equal(ma[name], mb[name])
     assert int(a.algo.updates[0]) > 0  # the comparison covered gradient updates
+
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_paper_preset_runs_the_epoch_protocol(preset):
+    from rlmem.config import validate
+
+    c = validate(compose_cfg(f"+experiment=paper/{preset}", "logger=none"))
+    loop, algo = c["loop"], c["algo"]
+    assert loop["rollout"] == "episode" and loop["num_envs"] == 1
+    assert loop["rollout_steps"] == c["env"]["max_episode_length"]
+    assert loop["iterations"] == algo["random_epochs"] + algo["train_epochs"]
+    assert c["eval"]["interval"] == 10 and c["eval"]["episodes"] == 20
+    assert algo["batch_size"] == 1000

@@ -11,17 +11,14 @@ compile their own loops (~45 s each without the compilation cache), so they are 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from rlmem.config import build
 from rlmem.runner import run
+from tests.compose import compose_cfg
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 NUM_ENVS, ITERATIONS, EPISODE = 4, 10, 51  # RepeatFirstEasy: fixed 51-step episodes
 
 TINY = [
@@ -39,11 +36,6 @@ BATCHINGS = {
                        "batching.initial_state=stored", "batching.burn_in=4"],
 }
 
-
-def compose_cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("batching", [

@@ -10,7 +10,8 @@ import pytest
 
 from rlmem.config import build
 from rlmem.loop import Loop
-from tests.test_episode_rollout import TINY, compose_cfg
+from tests.compose import compose_cfg
+from tests.test_episode_rollout import TINY
 
 
 class Counted:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from rlmem.checkpoint import CheckpointMismatchError
 from rlmem.config import build
 from rlmem.runner import run
+from tests.compose import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 RANDOM_RETURN = -0.5
@@ -34,11 +33,6 @@ SMALL = [
 ]
 FFM_SMALL = ["memory.trace_size=16", "memory.context_size=2"]
 
-
-def compose_cfg(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def read_jsonl(path: Path) -> list[dict]:
