@@ -3,7 +3,6 @@ and a resume whose `eval.interval` cannot land on `loop.iterations` is refused."
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +14,6 @@ from rlmem.metrics import read_metrics
 from rlmem.runner import DivergenceError, run
 from tests.compose import compose_cfg
 from tests.test_episode_rollout import TINY, RandomToy
-
-
 
 
 class NanAt(RandomToy):
