@@ -356,15 +356,19 @@ class Loop:
             return state, rollout, episode_sums, learn_key
 
         states, rollouts, sums, keys = over_seeds(before)(states)
-        learn = lambda may_update: over_seeds(
-            lambda a, r, k: self._learn(a, r, k, may_update))
-        if hasattr(self.algo, "wants_update"):
-            anyone = jnp.any(over_seeds(self.algo.wants_update)(states.algo))
+        if hasattr(self.algo, "update_phase"):
+            # Phased algorithms (DQN): store unconditionally, then one branch for all
+            # seeds; only the updates sit inside the `cond` (a store written inside it
+            # would be copied whole every iteration).
+            training = over_seeds(self.algo.wants_update)(states.algo)
+            algo = over_seeds(self.algo.observe)(states.algo, rollouts)
+            train = lambda may_update: over_seeds(
+                lambda a, k, t: self.algo.update_phase(a, k, t, may_update))
             algo, metrics = jax.lax.cond(
-                anyone, learn(True), learn(False), states.algo, rollouts, keys
+                jnp.any(training), train(True), train(False), algo, keys, training
             )
         else:
-            algo, metrics = learn(None)(states.algo, rollouts, keys)
+            algo, metrics = over_seeds(self.algo.learn)(states.algo, rollouts, keys)
 
         def after(state: LoopState, algo: PyTree, metrics: dict):
             names = tuple(sorted(metrics))
@@ -375,12 +379,6 @@ class Loop:
 
         states = over_seeds(after)(states, algo, metrics)
         return states, (sums, metrics)
-
-    def _learn(self, algo_state: PyTree, rollout: Rollout, key: jax.Array,
-               may_update: bool | None):
-        if may_update is None:
-            return self.algo.learn(algo_state, rollout, key)
-        return self.algo.learn(algo_state, rollout, key, may_update=may_update)
 
     @property
     def nonfinite_names(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from tests.test_episode_rollout import TINY
 
 class Counted:
     """The algorithm with its `update` counting executions (a host callback), and
-    optionally without `wants_update` (the loop can then only branch per seed)."""
+    optionally without `update_phase` (the loop can then only branch per seed)."""
 
     def __init__(self, algo, hoistable: bool):
         self._algo, self._hoistable, self.executed = algo, hoistable, []
@@ -29,7 +29,7 @@ class Counted:
         algo.update = update
 
     def __getattr__(self, name):
-        if name == "wants_update" and not self._hoistable:
+        if name == "update_phase" and not self._hoistable:
             raise AttributeError(name)
         return getattr(self._algo, name)
 

@@ -29,10 +29,13 @@ Two optional conventions shape how the loop summarises them per evaluation perio
 that trained, and an attribute `period_end_metrics` (names) marks counters and schedules,
 reported at the period's end rather than averaged.
 
-An algorithm whose updates follow a schedule (DQN's random phase) may offer
-`wants_update(state) -> [] bool` and accept `learn(..., may_update: bool)`: the loop then
-evaluates `wants_update` for every seed and compiles the update only into the branch it
-takes when any seed wants one, so vmapped seeds never pay for updates nobody runs.
+An algorithm whose updates follow a schedule (DQN's random phase) may split `learn` into
+`wants_update(state) -> [] bool`, `observe(state, rollout) -> state` (store, count; no
+learning) and `update_phase(state, key, training, may_update: bool)`: the loop then
+evaluates `wants_update` for every seed, observes unconditionally, and compiles the
+updates only into the branch it takes when any seed wants one, so vmapped seeds never pay
+for updates nobody runs (and the store is never written inside a `cond`, which would copy
+it).
 
 With `loop.rollout="episode"` a rollout's envs end their episodes at different steps:
 every stream's real steps are a prefix of its `T` and `transition.mask` is False after

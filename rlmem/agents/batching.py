@@ -13,6 +13,11 @@ losses never see a time axis and serve both modes unchanged.
 
 In both modes `out_next[t]` comes from `with_next`: the next observation is combined with
 the whole prefix of its episode that the batch holds, never with `next_obs` alone.
+
+`unroll_tape_shifted` is the tape mode's cheaper way to the same `out_next` when only some
+rows need it (DQN's online argmax): inside an episode the state after `next_obs[t]` *is*
+the tape's state after `obs[t + 1]`, so `out_next[t] = out[t + 1]` there, and only the
+other rows (episode and tape ends) run the network on `next_obs`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlmem.agents.networks import RecurrentNetwork
+from rlmem.agents.networks import RecurrentNetwork, keeps_states
 from rlmem.data.segment_sampler import sample_segments
 from rlmem.data.tape import TapeStore
 from rlmem.data.tape_sampler import sample_tape
@@ -115,6 +120,88 @@ def unroll_tape(
         carry = network.initialize_carry()
     out, out_next = _run(
         network, params, batch.obs, batch.start, carry, batch.next_obs, with_next
+    )
+    return Unrolled(out=out, out_next=out_next, transition=batch)
+
+
+SHIFTED_CHUNK = 32  # rows computed from next_obs per pass of `unroll_tape_shifted`
+
+
+def unroll_tape_shifted(
+    network: RecurrentNetwork,
+    params: PyTree,
+    batch: Transition,
+    carry: PyTree | None = None,
+    wanted: jax.Array | None = None,
+    chunk: int = SHIFTED_CHUNK,
+) -> Unrolled:
+    """`unroll_tape` whose `out_next` reuses `out` wherever it can; no gradient in it.
+
+    Row `t + 1` continues row `t`'s episode when `start[t + 1]` is False and
+    `obs[t + 1] == next_obs[t]` (every feature); the state after `next_obs[t]` is then the
+    tape's state after `obs[t + 1]`, so `out_next[t] = out[t + 1]` (the same computation,
+    done once). The other rows of `wanted` (each episode's last row in the tape, the tape's
+    last row, rows whose `next_obs` differs) get `network.next_from_states` on their state
+    and `next_obs`, `chunk` rows per pass: one pass always, more in a `while_loop` only when
+    more rows need it. Rows outside `wanted` hold `out[t + 1]` (or `out[0]` at the end):
+    only use `out_next` where `wanted`.
+
+    `out` is differentiable in `params`; `out_next` is not (`stop_gradient`): for a
+    greedy choice such as Double DQN's `argmax_a Q_online(s', a)`.
+
+    Args:
+      network: a network whose memory keeps per-step states (`keeps_states`).
+      params, batch, carry: as `unroll_tape`.
+      wanted: `[B]` bool, the rows whose `out_next` is used (None: all).
+      chunk: rows computed from `next_obs` per pass (static).
+
+    Returns:
+      `Unrolled` with `M = B`.
+    """
+    if batch.start.ndim != 1:
+        raise ValueError(
+            f"a tape batch has fields [B, ...]; got start of shape {batch.start.shape}"
+        )
+    if not keeps_states(network):
+        raise ValueError(
+            f"unroll_tape_shifted needs a memory with per-step states (a memoroid), got "
+            f"{type(network.memory).__name__}; use unroll_tape"
+        )
+    if carry is None:
+        carry = network.initialize_carry()
+    out, states = network.apply(
+        params, batch.obs, batch.start, carry, method=RecurrentNetwork.with_states
+    )
+    length = batch.start.shape[0]
+    chunk = max(1, min(chunk, length))
+    flat = lambda x: x.reshape(length, -1)
+    same_obs = jnp.all(flat(batch.next_obs)[:-1] == flat(batch.obs)[1:], axis=-1)
+    continues = jnp.concatenate([~batch.start[1:] & same_obs, jnp.zeros((1,), bool)])
+    need = ~continues if wanted is None else wanted & ~continues
+
+    frozen = jax.lax.stop_gradient(params)
+    states = jax.lax.stop_gradient(states)
+    shifted = jax.tree.map(lambda o: jnp.roll(jax.lax.stop_gradient(o), -1, axis=0), out)
+    # Rows to compute, in order, padded with `length` (dropped by the scatter below).
+    rows_all = jnp.nonzero(need, size=length + chunk, fill_value=length)[0]
+    count = jnp.sum(need, dtype=jnp.int32)
+
+    def fill(first: jax.Array, acc: PyTree) -> PyTree:
+        rows = jax.lax.dynamic_slice(rows_all, (first,), (chunk,))
+        safe = jnp.minimum(rows, length - 1)
+        values = network.apply(
+            frozen,
+            jax.tree.map(lambda s: s[safe], states),
+            batch.next_obs[safe],
+            method=RecurrentNetwork.next_from_states,
+        )
+        return jax.tree.map(lambda a, v: a.at[rows].set(v, mode="drop"), acc, values)
+
+    out_next = fill(jnp.zeros((), jnp.int32), shifted)
+    _, out_next = jax.lax.while_loop(
+        lambda c: c[0] < count,
+        lambda c: (c[0] + chunk, fill(c[0], c[1])),
+        (jnp.asarray(chunk, jnp.int32), out_next),
     )
     return Unrolled(out=out, out_next=out_next, transition=batch)
 

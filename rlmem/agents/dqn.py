@@ -283,18 +283,22 @@ class DQN:
         return state.epochs >= self.random_epochs
 
     def learn(
-        self, state: DQNState, rollout: Rollout, key: jax.Array, may_update: bool = True
+        self, state: DQNState, rollout: Rollout, key: jax.Array
     ) -> tuple[DQNState, dict[str, jax.Array]]:
         """Store the rollout `[num_envs, T]` (each stream's masked prefix of real steps),
         count its episodes, then update (see module doc).
 
-        `may_update=False` (static) promises `wants_update(state)` is False and leaves the
-        update step out of the program, so seeds vmapped through their random phase
-        compute no updates at all.
-
         Returns metrics averaged over this call's updates (zeros when none ran, with
         `training` 0), plus the schedule and counters (`period_end_metrics`).
         """
+        training = self.wants_update(state)
+        return self.update_phase(self.observe(state, rollout), key, training)
+
+    def observe(self, state: DQNState, rollout: Rollout) -> DQNState:
+        """Store the rollout's real steps and count its episodes; no learning.
+
+        The loop calls this outside any `lax.cond`: XLA copies a buffer written inside
+        the branches of a conditional, and the paper's store holds 4M transitions."""
         tr = rollout.transition
         if tr.start.shape[0] != self.num_envs:
             raise ValueError(
@@ -303,12 +307,22 @@ class DQN:
                 "pass num_envs = the loop's num_envs"
             )
         extras = {"carry": rollout.extras["carry"]} if self.stores_carry else None
-        training = self.wants_update(state)
         # Only real steps count and are stored: each stream's are a prefix (rlmem.loop).
         ended = jnp.sum((tr.terminated | tr.truncated) & tr.mask, dtype=jnp.int32)
         length = jnp.sum(tr.mask, axis=1, dtype=jnp.int32)
         store = add(state.store, tr, extras, length)
-        state = state.replace(store=store, epochs=state.epochs + ended)
+        return state.replace(store=store, epochs=state.epochs + ended)
+
+    def update_phase(
+        self, state: DQNState, key: jax.Array, training: jax.Array, may_update: bool = True
+    ) -> tuple[DQNState, dict[str, jax.Array]]:
+        """The gradient updates of one `learn` after `observe`: `updates_per_learn` of
+        them when `training` (`wants_update` before `observe`), none otherwise.
+
+        `may_update=False` (static) promises `training` is False and leaves the update
+        step out of the program, so seeds vmapped through their random phase compute no
+        updates at all.
+        """
 
         def run_updates(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
             keys = jax.random.split(key, self.updates_per_learn)
@@ -352,8 +366,19 @@ class DQN:
     def loss(
         self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The TD loss of a sampled batch (either layout), differentiable in `params`."""
-        online = self.unroll(params, batch, carry)
+        """The TD loss of a sampled batch (either layout), differentiable in `params`.
+
+        The online next-state Q only picks `a*` (no gradient), and only where the target
+        bootstraps (`mask & ~terminated`): on a tape of a memoroid it is then taken from
+        the online pass itself (`unroll_tape_shifted`) instead of a second pass over
+        `next_obs`.
+        """
+        if self.batching == "tape" and bt.keeps_states(self.network):
+            online = bt.unroll_tape_shifted(
+                self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated
+            )
+        else:
+            online = self.unroll(params, batch, carry)
         target = self.unroll(jax.lax.stop_gradient(target_params), batch, carry)
         return td_loss(
             online.out,

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from rlmem.memory.memoroid import Memoroid
+
 PyTree = Any
 LEAKY_SLOPE = 0.01
 
@@ -143,10 +145,29 @@ class RecurrentNetwork(nn.Module):
         )
         return self.head(y), self.head(y_next), carry
 
+    def with_states(
+        self, obs: jax.Array, start: jax.Array, carry: PyTree
+    ) -> tuple[PyTree, PyTree]:
+        """Like `__call__`, plus the memory state after every step (memoroid memories only,
+        see `keeps_states`). obs: [T, F] -> (out [T, ...], states, leaves [T, ...])."""
+        y, states = self.memory.with_states(self.encoder(obs), start, carry)
+        return self.head(y), states
+
+    def next_from_states(self, states: PyTree, next_obs: jax.Array) -> PyTree:
+        """The output for `next_obs[k]` fed right after the memory state `states[k]`
+        (rows of `with_states`). next_obs: [K, F] -> out [K, ...]."""
+        return self.head(self.memory.next_from_states(states, self.encoder(next_obs)))
+
     @nn.nowrap
     def initialize_carry(self) -> PyTree:
         """The memory's initial (identity / zero) state, no batch or time axis."""
         return self.memory.initialize_carry()
+
+
+def keeps_states(network: RecurrentNetwork) -> bool:
+    """True when the network's memory exposes per-step states (`with_states`,
+    `next_from_states`): every memoroid."""
+    return isinstance(network.memory, Memoroid)
 
 
 def q_network(

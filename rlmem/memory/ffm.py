@@ -110,6 +110,19 @@ class FFM(Memoroid):
         trace = decay_power(self.alpha, self.omega, b.steps) * a.trace + b.trace
         return FFMState(trace=trace, steps=a.steps + b.steps)
 
+    def combine_step(self):
+        """`combine` for a right operand that is one lifted step (`steps` = 1).
+
+        `γ¹` is computed once per call, outside the sequential fold, instead of a complex
+        `exp` over `[m, c]` at every step (and its gradient once instead of per step).
+        """
+        decay = decay_power(self.alpha, self.omega, jnp.ones((), jnp.float32))
+
+        def step(a: FFMState, b: FFMState) -> FFMState:
+            return FFMState(trace=decay * a.trace + b.trace, steps=a.steps + b.steps)
+
+        return step
+
     def memory_features(self, h: FFMState) -> jax.Array:
         """[T, m, c] complex -> [T, 2 m c] real features [Re S, Im S]."""
         flat = h.trace.reshape(h.trace.shape[:-2] + (-1,))

@@ -67,6 +67,7 @@ def scan_states(
     start: jax.Array,
     carry: State,
     strategy: str = "auto",
+    step: Callable[[State, State], State] | None = None,
 ) -> State:
     """All prefix states of a resettable memoroid over a tape.
 
@@ -76,6 +77,9 @@ def scan_states(
       start: `[T]` bool, True where an episode starts (cuts everything before).
       carry: the state before `elements[0]`, leaves without time axis.
       strategy: "auto", "associative" or "sequential"; all give the same states.
+      step: optional `combine` specialised to a right operand that is one element of
+        `elements` (`Memoroid.combine_step`); the sequential fold, whose right operand
+        always is one, uses it. None: `combine`.
 
     Returns:
       states: every leaf `[T, ...]`; `states[t]` is the state after element `t`.
@@ -83,9 +87,10 @@ def scan_states(
     start = jnp.asarray(start, dtype=bool)
     reset_combine = resettable(combine)
     if resolve_strategy(strategy) == "sequential":
+        reset_step = resettable(step or combine)
 
         def fold(h, elem_and_start):
-            h_next, _ = reset_combine((h, False), elem_and_start)
+            h_next, _ = reset_step((h, False), elem_and_start)
             return h_next, h_next
 
         _, states = jax.lax.scan(fold, carry, (elements, start))
@@ -221,6 +226,16 @@ class Memoroid(nn.Module):
     def readout(self, h: State, x: jax.Array) -> jax.Array:
         raise NotImplementedError
 
+    def combine_step(self) -> Callable[[State, State], State]:
+        """`combine(a, b)` for a right operand `b` that is one lifted input (one step).
+
+        The sequential fold and `with_next`'s next-state combine only ever have such an
+        element on the right, so a model may return an equivalent that does the work
+        depending only on the parameters once per call instead of once per step (FFM:
+        its decay `γ¹`). Defaults to `combine`.
+        """
+        return self.combine
+
     @nn.nowrap
     def initialize_carry(self) -> State:
         """The state before any input: the monoid identity (no batch or time axis)."""
@@ -230,9 +245,26 @@ class Memoroid(nn.Module):
         self, x: jax.Array, start: jax.Array, carry: State
     ) -> tuple[jax.Array, State]:
         """Run over a tape. x: [T, F], start: [T] bool -> y: [T, H], carry after x[T-1]."""
+        y, states = self.with_states(x, start, carry)
+        return y, last_state(states)
+
+    def with_states(
+        self, x: jax.Array, start: jax.Array, carry: State
+    ) -> tuple[jax.Array, State]:
+        """Like `__call__`, but returns the state after every step: (y [T, H], states [T])."""
         check_tape(type(self).__name__, x, start)
-        states = scan_states(self.combine, self.lift(x), start, carry, self.scan)
-        return self.readout(states, x), last_state(states)
+        states = scan_states(
+            self.combine, self.lift(x), start, carry, self.scan, self.combine_step()
+        )
+        return self.readout(states, x), states
+
+    def next_from_states(self, states: State, next_x: jax.Array) -> jax.Array:
+        """The output for `next_x[k]` fed right after the state `states[k]`.
+
+        states: leaves `[K, ...]` (e.g. rows of `with_states`), next_x: [K, F] -> [K, H].
+        """
+        next_states = jax.vmap(self.combine_step())(states, self.lift(next_x))
+        return self.readout(next_states, next_x)
 
     def with_next(
         self, x: jax.Array, start: jax.Array, carry: State, next_x: jax.Array
@@ -248,9 +280,8 @@ class Memoroid(nn.Module):
                 f"{type(self).__name__}: next_x must have the shape of x {jnp.shape(x)}, "
                 f"got {jnp.shape(next_x)}"
             )
-        states = scan_states(self.combine, self.lift(x), start, carry, self.scan)
-        next_states = jax.vmap(self.combine)(states, self.lift(next_x))
-        return self.readout(states, x), self.readout(next_states, next_x), last_state(states)
+        y, states = self.with_states(x, start, carry)
+        return y, self.next_from_states(states, next_x), last_state(states)
 
 
 class AffineMemoroid(Memoroid):
