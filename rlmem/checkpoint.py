@@ -1,6 +1,6 @@
 """Save and restore the whole training state with Orbax, refusing anything that does not fit.
 
-    ckpt = Checkpointer(run_dir / "checkpoints", interval=50_000, keep=3, fingerprint=fp)
+    ckpt = Checkpointer(run_dir / CHECKPOINT_SUBDIR, interval=50_000, keep=3, fingerprint=fp)
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(like=state)
     ...
@@ -14,7 +14,7 @@ One checkpoint is one Orbax step directory holding three items:
   `jax.tree_util` flattening order; custom pytree nodes such as flax dataclasses never
   reach Orbax, so any pytree the caller can flatten is saved bit for bit);
 * ``manifest`` (JSON): per leaf its path, shape, dtype, CRC32 and PRNG-key implementation,
-  plus the leaves left out (`exclude_replay`) and the `fingerprint`;
+  plus the leaves left out (`exclude`) and the `fingerprint`;
 * ``meta`` (JSON): whatever small dict the caller passes (W&B run ids, env steps).
 
 Why it is safe:
@@ -35,21 +35,24 @@ Why it is safe:
   "No space left on device"), at `save`, `wait` or `close` (async saves: the next of them).
 * **Nothing is overwritten** by accident: see `rlmem.rundir` (`prepare_run_dir`, the lock).
 
-`exclude_replay=True` leaves every `rlmem.data.tape.TapeStore` out of the checkpoint: the
-restored state keeps the `like` tree's (fresh, empty) store, so a resumed run refills its
-replay from scratch and is no longer bit-identical to an uninterrupted one. A checkpoint
-that holds the store can be restored with `exclude_replay=True` (the store is ignored); one
-without it is refused by a run that wants the store.
+`exclude` (a predicate on subtrees) leaves every subtree it accepts out of the checkpoint;
+the restored state keeps the `like` tree's values there. The runner passes
+`rlmem.data.tape.is_replay_store` for `checkpoint.exclude_replay=true`: a resumed run then
+refills its (fresh, empty) replay from scratch and is no longer bit-identical to an
+uninterrupted one. A checkpoint that holds such a subtree can be restored by a run that
+excludes it (the saved one is ignored); one without it is refused by a run that wants it.
+
+(Over 400 lines on purpose: saving, the checked restore and the corruption fallback share
+one on-disk format, the manifest; split, its layout would be spelled in two files.)
 """
 
 from __future__ import annotations
 
 import json
-import numbers
 import shutil
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +60,18 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rlmem.data.tape import TapeStore
+from rlmem.checks import positive_int
 from rlmem.errors import RunError
 from rlmem.orbax_compat import quiet_orbax, why
-from rlmem.rundir import CHECKPOINT_SUBDIR, prepare_run_dir  # noqa: F401  (re-exported)
+from rlmem.rundir import (  # noqa: F401  (CHECKPOINT_SUBDIR, prepare_run_dir: re-exported)
+    CHECKPOINT_SUBDIR,
+    CORRUPT_PREFIX,
+    corrupt_name,
+    prepare_run_dir,
+)
 
 PyTree = Any
+Exclude = Callable[[Any], bool]  # subtree -> leave it out of the checkpoint
 _FORMAT_VERSION = 1
 quiet_orbax()
 
@@ -102,24 +111,32 @@ def _diff(saved: Any, now: Any, path: str = "") -> list[str]:
     return [] if saved == now else [f"{path or '<root>'}: checkpoint {saved!r}, this run {now!r}"]
 
 
-def _is_store(x: Any) -> bool:
-    return isinstance(x, TapeStore)
+def _wanted_but_excluded(manifest: Mapping[str, Any]) -> str:
+    """The mismatch line for a checkpoint that left out subtrees this run restores."""
+    subtrees = manifest.get("excluded_subtrees")
+    if subtrees:
+        what = ", ".join(f"state{s['path']} (a {s['type']}, {s['leaves']} leaves)"
+                         for s in subtrees)
+    else:  # a manifest from before subtrees were recorded
+        what = f"{len(manifest['excluded'])} leaves ({manifest['excluded'][0]}, ...)"
+    return (f"the checkpoint excludes {what} but this run restores them (its `exclude` "
+            "keeps them)")
 
 
-def _leaves(tree: PyTree, exclude_replay: bool) -> tuple[list[tuple[str, Any]], list[str]]:
-    """`(path, leaf)` of what is saved, and the paths of excluded leaves, in flatten order."""
-    kept, excluded = [], []
-    for path, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_store)[0]:
+def _leaves(tree: PyTree, exclude: Exclude | None) -> tuple[list, list[str], list[dict]]:
+    """What `tree` saves, in flatten order: `(path, leaf)` of the kept leaves, the paths of
+    the excluded leaves, and the excluded subtrees `{"path", "type", "leaves"}`."""
+    kept, excluded, subtrees = [], [], []
+    for path, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=exclude)[0]:
         name = jax.tree_util.keystr(path)
-        if _is_store(x):
-            sub = jax.tree_util.tree_flatten_with_path(x)[0]
-            if exclude_replay:
-                excluded.extend(name + jax.tree_util.keystr(p) for p, _ in sub)
-            else:
-                kept.extend((name + jax.tree_util.keystr(p), leaf) for p, leaf in sub)
+        if exclude is not None and exclude(x):
+            sub = [name + jax.tree_util.keystr(p) for p, _ in
+                   jax.tree_util.tree_flatten_with_path(x)[0]]
+            excluded.extend(sub)
+            subtrees.append({"path": name, "type": type(x).__name__, "leaves": len(sub)})
         else:
             kept.append((name, x))
-    return kept, excluded
+    return kept, excluded, subtrees
 
 
 def _to_host(x: Any) -> tuple[np.ndarray, str | None]:
@@ -127,12 +144,6 @@ def _to_host(x: Any) -> tuple[np.ndarray, str | None]:
     if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(x)), str(jax.random.key_impl(x))
     return np.asarray(x), None
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
-        return int(value)
-    raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _crc(x: np.ndarray) -> int:
@@ -160,7 +171,9 @@ class Checkpointer:
       keep: how many of the newest checkpoints to keep (>= 1).
       fingerprint: JSON-able description of what the state means (config minus run-only
         keys, shapes); saved, and compared on restore.
-      exclude_replay: leave `TapeStore` subtrees out (smaller; resumed runs refill them).
+      exclude: a predicate on subtrees; those it accepts are left out of the checkpoint
+        and keep `like`'s values on restore (e.g. `rlmem.data.tape.is_replay_store`:
+        smaller checkpoints, resumed runs refill the replay). None keeps everything.
       async_save: write in a background thread (the caller must not mutate the saved
         arrays until the next `save`/`close`; pass host copies).
       run_lock: the run directory's `rlmem.rundir.RunLock`, if any: its config is recorded
@@ -174,15 +187,15 @@ class Checkpointer:
         interval: int,
         keep: int = 3,
         fingerprint: Mapping[str, Any] | None = None,
-        exclude_replay: bool = False,
+        exclude: Exclude | None = None,
         async_save: bool = True,
         run_lock: Any = None,
     ):
-        self.interval = _positive_int("checkpoint interval", interval)
-        self.keep = _positive_int("checkpoint keep", keep)
+        self.interval = positive_int("checkpoint interval", interval)
+        self.keep = positive_int("checkpoint keep", keep)
         self.directory = Path(directory).absolute()
         self.fingerprint = _jsonable(dict(fingerprint or {}))
-        self.exclude_replay = bool(exclude_replay)
+        self.exclude = exclude
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
             create=True,
@@ -237,7 +250,7 @@ class Checkpointer:
                 f"checkpoint step must grow: got step={step}, latest saved is {latest} "
                 f"in {self.directory}"
             )
-        kept, excluded = _leaves(state, self.exclude_replay)
+        kept, excluded, subtrees = _leaves(state, self.exclude)
         # `__step__` keeps the item non-empty (all-zero-size states) and is checked on restore.
         arrays, leaves = {"__step__": np.asarray(step, np.int64)}, []
         for i, (path, x) in enumerate(kept):
@@ -249,7 +262,8 @@ class Checkpointer:
             leaves.append({"path": path, "shape": list(arr.shape), "dtype": str(arr.dtype),
                            "key_impl": impl, "crc32": _crc(arr)})
         manifest = {"version": _FORMAT_VERSION, "step": int(step), "leaves": leaves,
-                    "excluded": excluded, "fingerprint": self.fingerprint}
+                    "excluded": excluded, "excluded_subtrees": subtrees,
+                    "fingerprint": self.fingerprint}
         self.wait()  # the previous save's failure is that step's
         if self._run_lock is not None:
             self._run_lock.record_config()
@@ -304,14 +318,14 @@ class Checkpointer:
                 return self._restore_step(like, s)
             except CheckpointCorruptError as err:
                 errors.append(str(err))
-                aside = self.directory / f"corrupt-{s}"
+                aside = self.directory / corrupt_name(s)
                 warnings.warn(f"{err}; moving it to {aside} and trying an older checkpoint",
                               stacklevel=2)
                 shutil.move(str(self.directory / str(s)), str(aside))
                 self._manager.reload()
         raise CheckpointCorruptError(
             f"no valid checkpoint in {self.directory} (each was moved aside to "
-            "corrupt-<step>):\n  " + "\n  ".join(errors) + "\nto start again from step 0 "
+            f"{CORRUPT_PREFIX}<step>):\n  " + "\n  ".join(errors) + "\nto start again from step 0 "
             "with the old files moved aside, set checkpoint.overwrite=true")
 
     def _restore_step(self, like: PyTree, step: int) -> tuple[PyTree, dict]:
@@ -325,12 +339,12 @@ class Checkpointer:
             raise CheckpointCorruptError(f"{where} is unreadable ({why(err)})") from err
 
         diffs = _diff(manifest.get("fingerprint"), self.fingerprint, "fingerprint")
-        kept, excluded = _leaves(like, self.exclude_replay)
-        if manifest.get("excluded") and not excluded:
-            diffs.append(f"the checkpoint excludes the replay store "
-                         f"({len(manifest['excluded'])} leaves) but exclude_replay=False now")
-        # A checkpoint that holds the store restores into an exclude_replay run: the store is
-        # ignored (the run keeps `like`'s), everything else is restored.
+        kept, excluded, _ = _leaves(like, self.exclude)
+        kept_paths = {p for p, _ in kept}
+        if any(p in kept_paths for p in manifest.get("excluded", ())):
+            diffs.append(_wanted_but_excluded(manifest))
+        # A checkpoint that holds an excluded subtree restores into this run all the same: the
+        # saved subtree is ignored (the run keeps `like`'s), everything else is restored.
         skip = set(excluded)
         used = [leaf for leaf in saved_leaves if leaf["path"] not in skip]
         now = [{"path": p, **_describe(x)} for p, x in kept]
@@ -382,14 +396,8 @@ class Checkpointer:
         """`like` with its saved leaves replaced by `values` (flatten order)."""
         it = iter(values)
 
-        def fill(x: Any) -> Any:
-            if _is_store(x):
-                if self.exclude_replay:
-                    return x
-                return jax.tree.map(lambda _: next(it), x)
-            return next(it)
-
-        out = jax.tree.map(fill, like, is_leaf=_is_store)
+        exclude = self.exclude or (lambda _: False)
+        out = jax.tree.map(lambda x: x if exclude(x) else next(it), like, is_leaf=self.exclude)
         assert next(it, None) is None, "internal: leaf count changed between check and fill"
         return out
 

@@ -2,8 +2,8 @@
 sizes that can never fit in memory.
 
 `rlmem.config` checks every key listed here before it builds anything, so a value that
-cannot run (`algo.gamma=abc`, `algo.learning_rate=inf`, `algo.num_blocks=-1`, a buffer of
-10**10 transitions) stops with the key, the value and the allowed range instead of a
+cannot run (`algo.gamma=abc`, `algo.optim.learning_rate=inf`, `algo.network.num_blocks=-1`,
+a buffer of 10**10 transitions) stops with the key, the value and the allowed range instead of a
 `TypeError` deep in a constructor, a silent nonsense run, an endless compile or an OOM.
 
 * Ints are never bools (`num_envs: true` is not 1), floats accept ints (`gamma=1`) and must
@@ -123,7 +123,8 @@ FIXED_RANGES: dict[str, Num] = {
     "checkpoint.keep": POSITIVE_INT,
 }
 
-# Constructor arguments of rlmem.agents.dqn.DQN and rlmem.agents.ppo.PPO (algo.<key>).
+# Constructor arguments of rlmem.agents.dqn.DQN and rlmem.agents.ppo.PPO (algo.<key>) and
+# the fields of their settings blocks (algo.optim.<key>, algo.network.<key>).
 ALGO_RANGES: dict[str, Num] = {
     "buffer_capacity": POSITIVE_INT,  # transitions; the store's times are int32
     "batch_size": POSITIVE_INT,  # also <= buffer_capacity (rlmem.config)

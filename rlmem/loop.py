@@ -27,6 +27,9 @@ reproduces a one-seed run with `seed=3`.
 every period the parameters for NaN/inf; the first hit is kept per seed in
 `LoopState.nonfinite_metric`/`nonfinite_env_step`, so the Python driver can stop the run
 at the end of the chunk without ever checkpointing a non-finite state.
+
+(Over 400 lines on purpose: collection, learning, evaluation, periods and chunks are the
+stages of one compiled call and share `LoopState` and the seed-map rules above.)
 """
 
 from __future__ import annotations
@@ -53,14 +56,13 @@ class LoopState:
 
     Attributes:
       algo: the algorithm's TrainState (params, optimiser, replay store, schedules).
-      env_state: the vectorised envs' state.
+      env_state: the vectorised envs' state; its `EpisodeStatistics` layer counts each
+        env's running episode (read as `episode_return` / `episode_length`).
       obs: `[N, F]` the observation the next action is taken on.
       start: `[N]` bool, `obs` begins an episode.
       carry: the acting policy's recurrent state before `obs`, leaves `[N, ...]`.
       key: RNG for collection and learning.
       eval_key: RNG for evaluation envs, split at every evaluation (fresh eval seeds).
-      episode_return: `[N]` return of each env's running episode so far.
-      episode_length: `[N]` length of each env's running episode so far.
       env_steps: `[]` env steps taken (summed over envs).
       episodes: `[]` episodes completed.
       iterations: `[]` iterations (collect + learn) done.
@@ -78,8 +80,6 @@ class LoopState:
     carry: PyTree
     key: jax.Array
     eval_key: jax.Array
-    episode_return: jax.Array
-    episode_length: jax.Array
     env_steps: jax.Array
     episodes: jax.Array
     iterations: jax.Array
@@ -87,6 +87,18 @@ class LoopState:
     best_eval_return: jax.Array
     nonfinite_metric: jax.Array
     nonfinite_env_step: jax.Array
+
+    # Episodes are counted once, by the envs' `EpisodeStatistics` wrapper (`VecEnv` puts
+    # it outermost), never by the loop: these read its running counters.
+    @property
+    def episode_return(self) -> jax.Array:
+        """`[N]` return of each env's running episode so far."""
+        return self.env_state.env_state.episode_return
+
+    @property
+    def episode_length(self) -> jax.Array:
+        """`[N]` length of each env's running episode so far."""
+        return self.env_state.env_state.episode_length
 
 
 ROLLOUT_MODES = ("steps", "episode")
@@ -211,8 +223,6 @@ class Loop:
             carry=self.algo.initial_carry(n),
             key=loop_key,
             eval_key=eval_key,
-            episode_return=jnp.zeros((n,), jnp.float32),
-            episode_length=jnp.zeros((n,), jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
             episodes=jnp.zeros((), jnp.int32),
             iterations=jnp.zeros((), jnp.int32),
@@ -233,16 +243,14 @@ class Loop:
         """One exploring step of every env; envs where `live` is False keep their state.
 
         Returns the new state, the transition (`mask = live`), the extras, and the
-        finished episodes' `(return sum, length sum, count)`.
+        finished episodes' `(return sum, length sum, count)`, as the envs'
+        `EpisodeStatistics` report them.
         """
         act_key, env_key = jax.random.split(key)
         action, carry, extras = self.algo.act(s.algo, s.obs, s.start, s.carry, act_key)
         obs, env_state, reward, terminated, truncated, info = self.vec_env.step(
             env_key, s.env_state, action
         )
-        done = (terminated | truncated) & live
-        ep_ret = s.episode_return + reward
-        ep_len = s.episode_length + 1
         transition = Transition(
             obs=s.obs,
             action=action.astype(jnp.int32),
@@ -253,26 +261,21 @@ class Loop:
             start=s.start,
             mask=live,
         )
-        stepped = s.replace(
-            env_state=env_state,
-            obs=obs,
-            start=info["start"],
-            carry=carry,
-            episode_return=jnp.where(done, 0.0, ep_ret),
-            episode_length=jnp.where(done, 0, ep_len),
-        )
+        stepped = s.replace(env_state=env_state, obs=obs, start=info["start"], carry=carry)
         if self.settings.rollout == "episode":  # waiting envs keep everything as it was
-            fields = ("obs", "start", "carry", "episode_return", "episode_length")
-            keep = {f: select_envs(live, getattr(stepped, f), getattr(s, f)) for f in fields}
+            # (their episode counters included: they live in the env state)
+            keep = {f: select_envs(live, getattr(stepped, f), getattr(s, f))
+                    for f in ("obs", "start", "carry")}
             stepped = stepped.replace(
                 env_state=env_state.replace(
                     env_state=select_envs(live, env_state.env_state, s.env_state.env_state)
                 ),
                 **keep,
             )
+        done = info["episode_done"] & live  # a waiting env's step is thrown away
         sums = (
-            jnp.sum(jnp.where(done, ep_ret, 0.0)),
-            jnp.sum(jnp.where(done, ep_len, 0)),
+            jnp.sum(jnp.where(done, info["episode_return"], 0.0)),
+            jnp.sum(jnp.where(done, info["episode_length"], 0)),
             jnp.sum(done, dtype=jnp.int32),
         )
         return stepped, transition, extras, sums
@@ -411,8 +414,10 @@ class Loop:
     def evaluate(self, algo_state: PyTree, key: jax.Array) -> dict[str, jax.Array]:
         """Greedy returns of `eval_episodes` episodes on envs seeded from `key`.
 
-        Each eval env runs until its first episode ends (or `eval_max_steps`); later
-        steps are masked out. A `while_loop` stops as soon as every episode has ended.
+        Each eval env runs until its first episode ends (or `eval_max_steps`); what it
+        plays after that does not count. A `while_loop` stops as soon as every episode
+        has ended. The envs' `EpisodeStatistics` count the returns and lengths; an
+        episode cut by `eval_max_steps` counts as far as it got.
 
         Returns `{"return": [], "length": []}` means over the episodes.
         """
@@ -428,13 +433,11 @@ class Loop:
         def body(c):
             t, obs, start, env_state, carry, done, ret, length = c
             action, carry = self.algo.act_greedy(algo_state, obs, start, carry)
-            obs, env_state, reward, terminated, truncated, info = vec.step(
-                jax.random.fold_in(key, t), env_state, action
-            )
-            live = ~done
-            ret = ret + jnp.where(live, reward, 0.0)
-            length = length + live.astype(jnp.int32)
-            done = done | terminated | truncated
+            obs, env_state, *_, info = vec.step(jax.random.fold_in(key, t), env_state, action)
+            first = info["episode_done"] & ~done  # the env's first episode just ended
+            ret = jnp.where(first, info["episode_return"], ret)
+            length = jnp.where(first, info["episode_length"], length)
+            done = done | first
             return t + 1, obs, info["start"], env_state, carry, done, ret, length
 
         init = (
@@ -447,7 +450,11 @@ class Loop:
             jnp.zeros((n,), jnp.float32),
             jnp.zeros((n,), jnp.int32),
         )
-        *_, ret, length = jax.lax.while_loop(cond, body, init)
+        _, _, _, env_state, _, done, ret, length = jax.lax.while_loop(cond, body, init)
+        # Episodes still running at `eval_max_steps`: their totals so far.
+        running = env_state.env_state
+        ret = jnp.where(done, ret, running.episode_return)
+        length = jnp.where(done, length, running.episode_length)
         return {"return": jnp.mean(ret), "length": jnp.mean(length.astype(jnp.float32))}
 
     # -- periods and chunks -----------------------------------------------------------

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from rlmem.checks import positive_int
 from rlmem.rundir import METRICS_FILE, REJECTED_FILE, RUN_IDS_FILE
 
 MODES = ("offline", "online", "disabled")
@@ -95,10 +96,10 @@ def _max_step(path: Path) -> int | None:
     return max(steps, default=None)
 
 
-def _repair(path: Path, num_seeds: int, resume_step: int | None) -> tuple[int | None, int]:
+def _repair(path: Path, rejected: Path, num_seeds: int,
+            resume_step: int | None) -> tuple[int | None, int]:
     """Repair `path` in place (see the module docstring; set-aside lines go to
-    ``<path>.rejected``); return its last kept step and the largest step ever written."""
-    rejected = path.with_name(path.name + ".rejected")
+    `rejected`); return its last kept step and the largest step ever written."""
     ever = _max_step(rejected)
     if not path.exists():
         return None, -1 if ever is None else ever
@@ -185,8 +186,7 @@ class MetricsLogger:
     ):
         if mode not in MODES:
             raise ValueError(f"logger mode must be one of {MODES}, got mode={mode!r}")
-        if not isinstance(num_seeds, int) or num_seeds < 1:
-            raise ValueError(f"num_seeds must be an int >= 1, got num_seeds={num_seeds!r}")
+        positive_int("num_seeds", num_seeds)
         seeds = list(range(num_seeds)) if seeds is None else [int(s) for s in seeds]
         if len(seeds) != num_seeds:
             raise ValueError(f"seeds must have num_seeds={num_seeds} entries, got {seeds}")
@@ -194,7 +194,8 @@ class MetricsLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.num_seeds, self.seeds, self.mode = num_seeds, seeds, mode
         self.path = self.run_dir / METRICS_FILE
-        self.last_step, self.wandb_step = _repair(self.path, num_seeds, resume_step)
+        self.last_step, self.wandb_step = _repair(
+            self.path, self.run_dir / REJECTED_FILE, num_seeds, resume_step)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.runs: list[Any] = []
         if mode != "disabled":

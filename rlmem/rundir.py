@@ -1,5 +1,9 @@
 """Run-directory policy: what lives where, one process at a time, what may start where.
 
+This module is the one place that spells the run directory's names (the constants and
+`corrupt_name` / `aside_name` below); `rlmem.checkpoint`, `rlmem.metrics` and the runner
+import them.
+
     <run_dir>/
       rlmem.lock                  the lock: held (flock) by the process running the run
       .hydra/                     Hydra's record of the config (rewritten at every start)
@@ -32,21 +36,40 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rlmem.errors import RunError
 
 LOCK_FILE = "rlmem.lock"
+HYDRA_SUBDIR = ".hydra"
 CHECKPOINT_SUBDIR = "checkpoints"
 CONFIG_SUBDIR = "config"  # in checkpoints/: the config that wrote them
+CORRUPT_PREFIX = "corrupt-"  # in checkpoints/: corrupt-<step>, a step moved aside
 METRICS_FILE = "metrics.jsonl"
 REJECTED_FILE = "metrics.jsonl.rejected"
 RUN_IDS_FILE = "wandb_runs.json"
-HYDRA_SUBDIR = ".hydra"
+WANDB_SUBDIR = "wandb"  # W&B's own name: `wandb.init(dir=run_dir)` writes here
 # What makes a run directory "used": a fresh run must not mix with these.
 RUN_STATE_FILES = (CHECKPOINT_SUBDIR, METRICS_FILE, REJECTED_FILE, RUN_IDS_FILE)
+# A run's outputs as its last message lists them (`contents`); folders end in "/".
+OUTPUTS = (METRICS_FILE, f"{CHECKPOINT_SUBDIR}/", f"{WANDB_SUBDIR}/", f"{HYDRA_SUBDIR}/")
+
+
+def corrupt_name(step: int) -> str:
+    """The name a corrupt checkpoint step directory is moved aside to, in checkpoints/."""
+    return f"{CORRUPT_PREFIX}{step}"
+
+
+def aside_name(name: str, stamp: int) -> str:
+    """The name a used run file or folder is moved aside to (`checkpoint.overwrite`)."""
+    return f"{name}.old-{stamp}"
+
+
+def contents(run_dir: str | Path) -> list[str]:
+    """Which of `OUTPUTS` `run_dir` holds, in that order (folders with a trailing "/")."""
+    return [name for name in OUTPUTS if (Path(run_dir) / name.rstrip("/")).exists()]
 
 
 class RunDirLockedError(RunError):
@@ -158,7 +181,7 @@ def _used(directory: Path) -> list[Path]:
 def _move_aside(paths: list[Path]) -> None:
     stamp = int(time.time())
     for path in paths:
-        path.rename(path.with_name(f"{path.name}.old-{stamp}"))
+        path.rename(path.with_name(aside_name(path.name, stamp)))
 
 
 def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool = False) -> None:
@@ -183,7 +206,7 @@ def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool = False
     used = _used(directory)
     if resume:
         ckpt = directory / CHECKPOINT_SUBDIR
-        corrupt = sorted(p.name for p in ckpt.glob("corrupt-*")) if ckpt.is_dir() else []
+        corrupt = sorted(p.name for p in ckpt.glob(f"{CORRUPT_PREFIX}*")) if ckpt.is_dir() else []
         if not corrupt or _steps(ckpt):
             return
         if not overwrite:
@@ -201,9 +224,20 @@ def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool = False
 
 
 def open_checkpoints(
-    run_dir: str | Path, like: Any, *, resume: bool, overwrite: bool, **checkpointer_args: Any
+    run_dir: str | Path,
+    like: Any,
+    *,
+    resume: bool,
+    overwrite: bool,
+    exclude: Callable[[Any], bool] | None = None,
+    exclude_replay: bool = False,
+    **checkpointer_args: Any,
 ) -> tuple[Any, Any]:
     """Lock `run_dir`, check the start (`prepare_run_dir`) and open its checkpoints.
+
+    `exclude` (subtrees left out of the checkpoints) and the other `checkpointer_args` go
+    to `rlmem.checkpoint.Checkpointer`; `exclude_replay=True` (the config's
+    `checkpoint.exclude_replay`) is `exclude=rlmem.data.tape.is_replay_store`.
 
     Returns `(checkpointer, restored)`: a `rlmem.checkpoint.Checkpointer` on
     ``run_dir/checkpoints`` that holds the lock until its `close()` (and records the
@@ -214,6 +248,11 @@ def open_checkpoints(
     """
     from rlmem.checkpoint import CheckpointCorruptError, Checkpointer
 
+    if exclude_replay:
+        if exclude is not None:
+            raise TypeError("open_checkpoints takes exclude or exclude_replay=True, not both")
+        from rlmem.data.tape import is_replay_store as exclude
+    checkpointer_args["exclude"] = exclude
     run_dir = Path(run_dir)
     lock = lock_run_dir(run_dir)
     try:

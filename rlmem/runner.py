@@ -14,6 +14,7 @@ With several local devices the seed axis of the state is sharded over them
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,31 +29,15 @@ from rlmem.loop import LoopState
 from rlmem.progress import Progress
 from rlmem.sharding import keep_sharded, shard_seeds
 
-# Keys that do not change what a checkpoint holds: a run may be resumed with other values.
-RUN_ONLY_KEYS = {
-    "loop": ("iterations", "chunk_periods"),
-    "eval": ("interval", "episodes", "max_steps"),
-    "checkpoint": None,
-    "logger": None,
-}
 
-
-def fingerprint(config: dict, state: LoopState) -> dict[str, Any]:
-    """What a checkpoint must match to be restored: the config minus run-only keys, plus
-    the state's leaf shapes (a different model or store size changes them)."""
-    fp: dict[str, Any] = {}
-    for key, value in config.items():
-        if key in RUN_ONLY_KEYS and RUN_ONLY_KEYS[key] is None:
-            continue
-        if key in RUN_ONLY_KEYS:
-            value = {k: v for k, v in value.items() if k not in RUN_ONLY_KEYS[key]}
-        fp[key] = value
+def fingerprint(resumable: dict, state: LoopState) -> dict[str, Any]:
+    """What a checkpoint must match to be restored: the config's resumable part
+    (`Experiment.resumable_config`) plus the state's leaf shapes (a different model or
+    store size changes them)."""
     leaves = jax.tree_util.tree_leaves_with_path(state)
-    fp["state_shapes"] = {
-        jax.tree_util.keystr(path): [list(x.shape), str(x.dtype)]
-        for path, x in leaves
-    }
-    return fp
+    return {**resumable, "state_shapes": {
+        jax.tree_util.keystr(path): [list(x.shape), str(x.dtype)] for path, x in leaves
+    }}
 
 
 def periods_per_chunk(total_periods: int, wanted: int) -> int:
@@ -60,13 +45,6 @@ def periods_per_chunk(total_periods: int, wanted: int) -> int:
     same static length and the loop compiles once."""
     wanted = max(1, min(wanted, total_periods))
     return max(d for d in range(1, wanted + 1) if total_periods % d == 0)
-
-
-def batching_label(batching: dict) -> str:
-    """`tape`, or `segment_l<L>` (the preset's name) so W&B groups keep lengths apart."""
-    if batching["mode"] == "segment":
-        return f"segment_l{batching['segment_length']}"
-    return str(batching["mode"])
 
 
 class DivergenceError(RunError):
@@ -111,7 +89,7 @@ def _divergence(state, loop, seeds) -> tuple[np.ndarray, str] | None:
     message = (
         "training diverged (NaN/inf); the run stopped without saving the diverged state:\n  "
         + "\n  ".join(lines)
-        + "\nlower algo.learning_rate or check the reward scale; the latest checkpoint "
+        + "\nlower algo.optim.learning_rate or check the reward scale; the latest checkpoint "
         "(if any) holds a state from before"
     )
     return np.where(metric >= 0, env_step, -1), message
@@ -161,26 +139,25 @@ def run(
       ran), plus `env_steps` (`[S]`), `run_dir` and the final `state` (a vmapped `LoopState`).
     """
     from rlmem.metrics import MetricsLogger
-    from rlmem.rundir import open_checkpoints
+    from rlmem.rundir import contents, open_checkpoints
 
     say = (lambda msg: print(msg, file=stream, flush=True)) if stream else (
         lambda msg: print(msg, flush=True)
     )
-    cfg, loop = exp.config, exp.loop
+    loop, ckpt = exp.loop, exp.checkpoint
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_cfg, log_cfg = cfg["checkpoint"], cfg["logger"]
     say(f"rlmem: run directory {run_dir.resolve()}")
 
     state = loop.init(exp.seeds)
     # rlmem.rundir: locks run_dir (until checkpointer.close()), refuses a start that would
     # mix or lose runs, restores the latest valid checkpoint (None: start from step 0).
     checkpointer, restored = open_checkpoints(
-        run_dir, state, resume=ckpt_cfg["resume"], overwrite=ckpt_cfg["overwrite"],
-        interval=ckpt_cfg["interval"] or exp.total_steps,
-        keep=ckpt_cfg["keep"],
-        fingerprint=fingerprint(cfg, state),
-        exclude_replay=ckpt_cfg["exclude_replay"],
+        run_dir, state, resume=ckpt.resume, overwrite=ckpt.overwrite,
+        interval=ckpt.interval,
+        keep=ckpt.keep,
+        fingerprint=fingerprint(exp.resumable_config, state),
+        exclude_replay=ckpt.exclude_replay,
     )
     settings = loop.settings
     unit = settings.step_unit
@@ -197,21 +174,11 @@ def run(
         if placement:
             say(f"rlmem: {placement}")
 
-        names = (cfg["env"]["name"], cfg["memory"]["name"], batching_label(cfg["batching"]),
-                 cfg["algo"]["name"])
-        logger = MetricsLogger(
-            run_dir,
-            num_seeds=len(exp.seeds),
-            config=cfg,
-            mode=log_cfg["mode"],
-            project=log_cfg["project"],
-            group=log_cfg["group"] or "-".join(map(str, names)),
-            tags=tuple(names) + tuple(log_cfg["tags"]),
-            name=log_cfg["name"],
-            seeds=exp.seeds,
-            resume_step=resume_step,  # rows after it are set aside and logged again
+        logger = MetricsLogger(  # rows after resume_step are set aside and logged again
+            run_dir, num_seeds=len(exp.seeds), config=exp.config, seeds=exp.seeds,
+            resume_step=resume_step, **dataclasses.asdict(exp.logger),
         )
-        chunk = periods_per_chunk(max(periods_left, 1), cfg["loop"]["chunk_periods"])
+        chunk = periods_per_chunk(max(periods_left, 1), exp.chunk_periods)
         bar = Progress(exp.total_steps, initial=settings.step_of(done_iterations),
                        stream=stream, enabled=progress, unit=unit.split()[-1])
         first_eval = last_saved = None
@@ -257,9 +224,7 @@ def run(
     best = np.asarray(state.best_eval_return)
     for i, seed in enumerate(exp.seeds):
         say(f"rlmem: seed {seed}: eval return {eval_return[i]:.4f} (best {best[i]:.4f})")
-    contents = [n for n in ("metrics.jsonl", "checkpoints/", "wandb/", ".hydra/")
-                if (run_dir / n.rstrip("/")).exists()]
-    say(f"rlmem: outputs in {run_dir.resolve()} ({', '.join(contents)})")
+    say(f"rlmem: outputs in {run_dir.resolve()} ({', '.join(contents(run_dir))})")
     return {
         "eval_return": eval_return,
         "best_eval_return": best,

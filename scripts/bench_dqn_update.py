@@ -22,7 +22,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from rlmem.agents.batching import SegmentBatching
 from rlmem.agents.dqn import DQN
+from rlmem.agents.networks import NetworkSettings
 from rlmem.compile_cache import enable_compilation_cache
 from rlmem.data.tape import add, init_store
 from rlmem.memory import make_memory
@@ -113,13 +115,13 @@ def main() -> None:
     for name in models:
         memory = make_memory(name, **MODEL_SETTINGS[name](width))
         common = dict(num_envs=num_envs, buffer_capacity=num_envs * steps, batch_size=batch,
-                      hidden_size=width)
+                      network=NetworkSettings(hidden_size=width))
         labels = [f"tape B={batch}"]
         algos = [DQN(memory, obs_size, num_actions, **common)]
         for length in lengths:
             labels.append(f"segment L={length} (N={batch // length})")
-            algos.append(DQN(memory, obs_size, num_actions, batching="segment",
-                             segment_length=length, **common))
+            algos.append(DQN(memory, obs_size, num_actions,
+                             batching=SegmentBatching(length), **common))
         built = [compiled_update(algo, store) for algo in algos]
         secs = interleaved_medians([(u, st) for u, st, _ in built], rounds, per_round=3)
         for label, sec, (_, _, comp) in zip(labels, secs, built, strict=True):

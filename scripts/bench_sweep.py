@@ -28,15 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["memory.trace_size=4", "memory.context_size=2", "memory.output_size=8",
-         "algo.hidden_size=8"]
+         "algo.network.hidden_size=8"]
 COMMON = ["algo.batch_size=64", "algo.buffer_capacity=2000", "algo.random_epochs=0",
-          "algo.warmup_updates=2", "eval.interval=5", "eval.episodes=2", "logger=none"]
+          "algo.optim.warmup_updates=2", "eval.interval=5", "eval.episodes=2", "logger=none"]
 ROWS = [
-    ("lr 1e-4, empty cache", ["algo.learning_rate=1e-4"]),
-    ("lr 1e-4 again", ["algo.learning_rate=1e-4"]),
-    ("lr 3e-3, eps 1e-6, wd 0.1", ["algo.learning_rate=3e-3", "algo.adam_eps=1e-6",
-                                   "algo.weight_decay=0.1"]),
-    ("gamma 0.5", ["algo.learning_rate=1e-4", "algo.gamma=0.5"]),
+    ("lr 1e-4, empty cache", ["algo.optim.learning_rate=1e-4"]),
+    ("lr 1e-4 again", ["algo.optim.learning_rate=1e-4"]),
+    ("lr 3e-3, eps 1e-6, wd 0.1", ["algo.optim.learning_rate=3e-3", "algo.optim.adam_eps=1e-6",
+                                   "algo.optim.weight_decay=0.1"]),
+    ("gamma 0.5", ["algo.optim.learning_rate=1e-4", "algo.gamma=0.5"]),
 ]
 
 

@@ -76,7 +76,8 @@ CASES = [
     case("algo.buffer_capacity=10000000000"),  # used to hang forever (int32 store times)
     case("num_seeds=8", "algo.buffer_capacity=2000000000", key="algo.buffer_capacity",
          value="2000000000", why=" (never fits in memory)"),
-    case("algo.buffer_capacity=10000000", "algo.batch_size=10000000", "algo.hidden_size=65536",
+    case("algo.buffer_capacity=10000000", "algo.batch_size=10000000",
+         "algo.network.hidden_size=65536",
          key="algo.batch_size", value="10000000", why=" (batch never fits in memory)"),
     case("algo.batch_size=1000000"),  # > buffer_capacity: used to compile, then OOM
     case("algo.buffer_capacity=10"),  # below one rollout (51 steps) per env stream
@@ -88,26 +89,26 @@ CASES = [
     case("algo.batch_size=0"),
     case("algo.batch_size=-64"),
     # -- the issue: values --------------------------------------------------------------
-    case("algo.learning_rate=abc"),
+    case("algo.optim.learning_rate=abc"),
     case("algo.gamma=abc"),
     case("algo.gamma=5"),
     case("algo.gamma=-0.1"),
     case("algo.eps_start=-0.5"),
     case("algo.eps_end=5"),
-    case("algo.adam_eps=-1"),
+    case("algo.optim.adam_eps=-1"),
     case("algo.huber_delta=-1"),
-    case("algo.num_blocks=-1"),
-    case("algo.learning_rate=inf"),
-    case("algo.learning_rate=nan"),
-    case("algo.learning_rate=0"),
+    case("algo.network.num_blocks=-1"),
+    case("algo.optim.learning_rate=inf"),
+    case("algo.optim.learning_rate=nan"),
+    case("algo.optim.learning_rate=0"),
     case("algo.target_delay=0.5"),
-    case("algo.max_grad_norm=0"),
-    case("algo.weight_decay=-0.1"),
-    case("algo.hidden_size=0"),
-    case("algo.hidden_size=1.5"),
-    case("algo.hidden_size=1000000"),
-    case("algo.num_blocks=true", value="True"),
-    case("algo.warmup_updates=-1"),
+    case("algo.optim.max_grad_norm=0"),
+    case("algo.optim.weight_decay=-0.1"),
+    case("algo.network.hidden_size=0"),
+    case("algo.network.hidden_size=1.5"),
+    case("algo.network.hidden_size=1000000"),
+    case("algo.network.num_blocks=true", value="True"),
+    case("algo.optim.warmup_updates=-1"),
     case("algo.updates_per_learn=0"),
     case("algo.random_epochs=-5"),
     case("algo.train_epochs=[1,2]", value="[1, 2]"),
@@ -254,11 +255,14 @@ def test_every_numeric_constructor_argument_has_a_range():
     from rlmem.memory import MEMORY_MODELS
     from rlmem.memory.registry import memory_class, model_fields
 
-    for name, path in rc.ALGORITHMS.items():
-        for param in inspect.signature(rc._import(path)).parameters.values():
+    for name in rc.ALGORITHMS:
+        for param in inspect.signature(rc.ALGORITHMS.load(name)).parameters.values():
             numeric = isinstance(param.default, int | float)  # bools included
             if numeric and param.name not in rc.WIRED_ALGO_ARGS:
                 assert param.name in cr.ALGO_RANGES, f"{name}: {param.name}"
+    for block, settings in rc.ALGO_BLOCKS.items():
+        for field in dataclasses.fields(settings):
+            assert field.name in cr.ALGO_RANGES, f"algo.{block}.{field.name}"
     for name in MEMORY_MODELS:
         cls = memory_class(name)
         for field in dataclasses.fields(cls):
@@ -323,11 +327,11 @@ def test_valid_multi_env_dqn_builds_with_its_envs():
 
 
 def test_constructor_checks_refuse_bad_values_without_type_errors():
-    """The algorithms' own backstop (rlmem.agents.checks) for objects built without a
+    """The algorithms' own backstop (rlmem.checks) for objects built without a
     config: wrong types, bools and non-finite numbers are ValueErrors naming the argument."""
     import numpy as np
 
-    from rlmem.agents.checks import check_positive_floats, check_unit_interval
+    from rlmem.checks import check_positive_floats, check_unit_interval
 
     check_unit_interval(gamma=0.99, one=1, zero=np.float32(0.0))
     check_positive_floats(learning_rate=1e-4, clip=np.float32(0.2), delta=2)

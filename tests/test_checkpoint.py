@@ -23,7 +23,7 @@ from rlmem.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
 )
-from rlmem.data.tape import TapeStore, init_store
+from rlmem.data.tape import TapeStore, init_store, is_replay_store
 from rlmem.types import Transition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ def test_failed_save_says_why(tmp_path, mode):
 
 
 def test_exclude_replay(tmp_path):
-    ckpt = Checkpointer(tmp_path, interval=1, exclude_replay=True, async_save=False)
+    ckpt = Checkpointer(tmp_path, interval=1, exclude=is_replay_store, async_save=False)
     ckpt.save(1, make_state(1))
     fresh = make_state(0)
     restored, _ = ckpt.restore(fresh)
@@ -280,7 +280,8 @@ def test_exclude_replay(tmp_path):
     ckpt.close()
     # A checkpoint without the store cannot silently restore into a run that wants it.
     full = Checkpointer(tmp_path, interval=1)
-    with pytest.raises(CheckpointMismatchError, match="excludes the replay store"):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"excludes state\['agent'\]\.store \(a TapeStore, \d+ leaves\)"):
         full.restore(make_state(0))
     full.close()
     assert small > 0
@@ -291,7 +292,7 @@ def test_exclude_replay_restores_a_full_checkpoint(tmp_path):
     full = Checkpointer(tmp_path, interval=1, async_save=False)
     full.save(1, make_state(1))
     full.close()
-    lean = Checkpointer(tmp_path, interval=1, exclude_replay=True)
+    lean = Checkpointer(tmp_path, interval=1, exclude=is_replay_store)
     fresh = make_state(0)
     restored, _ = lean.restore(fresh)
     lean.close()
@@ -360,3 +361,54 @@ def test_kill_during_save_many_times(tmp_path):
         step = _check_latest_valid(tmp_path)
         assert step >= last
         last = step
+
+
+@struct.dataclass
+class _LoopStateBeforeIssue12:
+    """`rlmem.loop.LoopState`'s fields while the loop still counted episodes itself."""
+
+    algo: dict
+    env_state: dict
+    obs: np.ndarray
+    start: np.ndarray
+    carry: np.ndarray
+    key: np.ndarray
+    eval_key: np.ndarray
+    episode_return: np.ndarray
+    episode_length: np.ndarray
+    env_steps: np.ndarray
+    episodes: np.ndarray
+    iterations: np.ndarray
+    eval_return: np.ndarray
+    best_eval_return: np.ndarray
+    nonfinite_metric: np.ndarray
+    nonfinite_env_step: np.ndarray
+
+
+def test_checkpoint_with_the_loops_old_episode_counters_is_refused(tmp_path):
+    """The loop's own `episode_return`/`episode_length` left `LoopState` (the envs'
+    `EpisodeStatistics` count episodes); a checkpoint written before is refused with the
+    mismatch message (a `RunError`: train.py prints it as one line), not a traceback."""
+    import dataclasses
+
+    from rlmem.errors import RunError
+    from rlmem.loop import LoopState
+    from rlmem.runner import fingerprint
+
+    fields = {f.name: np.zeros(2, np.float32) for f in dataclasses.fields(_LoopStateBeforeIssue12)}
+    fields["algo"] = {"w": np.ones(3, np.float32)}
+    fields["env_state"] = {"t": np.zeros(2, np.int32)}
+    old = _LoopStateBeforeIssue12(**fields)
+    now = LoopState(**{f.name: fields[f.name] for f in dataclasses.fields(LoopState)})
+    ckpt = Checkpointer(tmp_path, interval=1, async_save=False, fingerprint=fingerprint({}, old))
+    ckpt.save(1, old)
+    ckpt.close()
+    again = Checkpointer(tmp_path, interval=1, fingerprint=fingerprint({}, now))
+    with pytest.raises(CheckpointMismatchError) as info:
+        again.restore(now)
+    again.close()
+    assert isinstance(info.value, RunError)
+    message = str(info.value)
+    for name in ("episode_return", "episode_length"):
+        assert f"state.{name}: in the checkpoint, not in this run's state" in message
+        assert f"fingerprint.state_shapes..{name}: in the checkpoint" in message

@@ -48,7 +48,7 @@ def test_loop_flags_the_first_non_finite_metric_and_its_env_step():
 def diverged(tmp_path_factory):
     # A finite but absurd learning rate: the parameters overflow on the first updates.
     cfg = compose_cfg("env=repeat_first_easy", *TINY, "algo.random_epochs=2",
-                      "algo.learning_rate=1e30", "algo.max_grad_norm=1e30",
+                      "algo.optim.learning_rate=1e30", "algo.optim.max_grad_norm=1e30",
                       "loop.iterations=40", "eval.interval=10", "loop.chunk_periods=2",
                       "checkpoint.interval=510", "num_seeds=2")
     run_dir = tmp_path_factory.mktemp("diverged")

@@ -27,8 +27,8 @@ from tests.compose import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["memory.trace_size=8", "memory.context_size=2", "memory.output_size=16",
-        "algo.hidden_size=16", "algo.batch_size=64", "algo.buffer_capacity=4000",
-        "algo.warmup_updates=5", "eval.episodes=2", "logger=none"]
+        "algo.network.hidden_size=16", "algo.batch_size=64", "algo.buffer_capacity=4000",
+        "algo.optim.warmup_updates=5", "eval.episodes=2", "logger=none"]
 
 
 

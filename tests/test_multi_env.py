@@ -25,8 +25,8 @@ TINY = [
     f"loop.num_envs={NUM_ENVS}", f"loop.iterations={ITERATIONS}", "eval.interval=5",
     "eval.episodes=2", "loop.chunk_periods=2", "checkpoint.interval=null", "logger=none",
     "memory.trace_size=4", "memory.context_size=2", "memory.output_size=16",
-    "algo.hidden_size=16", "algo.batch_size=64", "algo.buffer_capacity=2048",
-    "algo.random_epochs=1", "algo.train_epochs=20", "algo.warmup_updates=2",
+    "algo.network.hidden_size=16", "algo.batch_size=64", "algo.buffer_capacity=2048",
+    "algo.random_epochs=1", "algo.train_epochs=20", "algo.optim.warmup_updates=2",
     "algo.updates_per_learn=2",
 ]
 BATCHINGS = {

@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 
 from rlmem.checkpoint import CheckpointCorruptError, Checkpointer
+from rlmem.data.tape import is_replay_store
 from rlmem.rundir import (
     LOCK_FILE,
     RunDirInUseError,
     RunDirLockedError,
+    contents,
+    corrupt_name,
     lock_run_dir,
     open_checkpoints,
     prepare_run_dir,
@@ -145,6 +148,31 @@ def test_config_recorded_with_the_first_save_and_restored(tmp_path):
     assert restore_config(tmp_path)
     assert (tmp_path / ".hydra" / "config.yaml").read_text() == "memory: ffm\n"
     assert not restore_config(tmp_path / "elsewhere")
+
+
+def test_contents_lists_the_outputs_present(tmp_path):
+    assert contents(tmp_path) == []
+    (tmp_path / "metrics.jsonl").write_text("")
+    (tmp_path / ".hydra").mkdir()
+    assert contents(tmp_path) == ["metrics.jsonl", ".hydra/"]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "wandb").mkdir()
+    assert contents(tmp_path) == ["metrics.jsonl", "checkpoints/", "wandb/", ".hydra/"]
+    assert corrupt_name(12) == "corrupt-12"
+
+
+def test_open_checkpoints_exclude_replay_means_the_replay_predicate(tmp_path):
+    like = {"x": np.zeros(3, np.int64)}
+    ckpt, restored = open_checkpoints(tmp_path, like, resume=False, overwrite=False,
+                                      interval=1, exclude_replay=True)
+    assert ckpt.exclude is is_replay_store and restored is None
+    ckpt.close()
+    ckpt, _ = open_checkpoints(tmp_path, like, resume=True, overwrite=False, interval=1)
+    assert ckpt.exclude is None
+    ckpt.close()
+    with pytest.raises(TypeError, match="not both"):
+        open_checkpoints(tmp_path, like, resume=True, overwrite=False, interval=1,
+                         exclude=is_replay_store, exclude_replay=True)
 
 
 # ------------------------------------------------------------------------------ train.py

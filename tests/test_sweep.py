@@ -61,8 +61,8 @@ def test_swept_optimiser_scalars_share_one_compiled_loop():
     """The learning rate, Adam's eps and weight decay live in the optimiser state
     (`optax.inject_hyperparams`): configs that differ only in them lower to the same HLO,
     so one compilation (and one persistent-cache entry) serves the whole sweep."""
-    base = _lowered_chunk("algo.learning_rate=1e-4")
-    assert _lowered_chunk("algo.learning_rate=3e-3", "algo.adam_eps=1e-6",
-                          "algo.weight_decay=0.1") == base
+    base = _lowered_chunk("algo.optim.learning_rate=1e-4")
+    assert _lowered_chunk("algo.optim.learning_rate=3e-3", "algo.optim.adam_eps=1e-6",
+                          "algo.optim.weight_decay=0.1") == base
     # The comparison can fail: a scalar baked into the update (gamma) changes the HLO.
-    assert _lowered_chunk("algo.learning_rate=1e-4", "algo.gamma=0.5") != base
+    assert _lowered_chunk("algo.optim.learning_rate=1e-4", "algo.gamma=0.5") != base

@@ -26,8 +26,8 @@ RANDOM_RETURN = -0.5
 
 # Small networks and a short schedule that still learns RepeatFirstEasy reliably.
 SMALL = [
-    "memory.output_size=32", "algo.hidden_size=32", "algo.batch_size=256",
-    "algo.buffer_capacity=10000", "algo.learning_rate=1e-3", "algo.warmup_updates=20",
+    "memory.output_size=32", "algo.network.hidden_size=32", "algo.batch_size=256",
+    "algo.buffer_capacity=10000", "algo.optim.learning_rate=1e-3", "algo.optim.warmup_updates=20",
     "algo.target_delay=20", "algo.random_epochs=20", "algo.train_epochs=400",
     "loop.iterations=600", "eval.episodes=10", "loop.chunk_periods=20", "logger=none",
 ]
@@ -123,15 +123,15 @@ def test_grid_improves_over_random(tmp_path, algo, batching, memory):
     overrides = [f"algo={algo}", f"batching={batching}", f"memory={memory}", *r2d2,
                  "memory.output_size=32" if memory == "ffm" else "memory.d_model=32",
                  *(FFM_SMALL if memory == "ffm" else ["memory.d_hidden=32"]),
-                 "algo.hidden_size=32", "eval.episodes=10", "logger=none"]
+                 "algo.network.hidden_size=32", "eval.episodes=10", "logger=none"]
     if algo == "dqn":
         overrides += [o for o in SMALL if o.split("=")[0] not in
-                      ("memory.output_size", "algo.hidden_size", "eval.episodes", "logger")]
+                      ("memory.output_size", "algo.network.hidden_size", "eval.episodes", "logger")]
         overrides += ["loop.iterations=800", "algo.train_epochs=500"]
         if batching == "segment":
             overrides += ["batching.segment_length=17"]
     else:
-        overrides += ["loop.num_envs=8", "loop.iterations=400", "algo.learning_rate=1e-3",
+        overrides += ["loop.num_envs=8", "loop.iterations=400", "algo.optim.learning_rate=1e-3",
                       "algo.num_minibatches=2", "loop.chunk_periods=20"]
         if batching == "segment":
             overrides += ["batching.segment_length=17"]

@@ -24,8 +24,8 @@ TOTAL_STEPS = 40 * 51
 
 # Everything but the memory model and the seed count (the sweep tests use `memory=mlp`).
 TINY_BASE = [
-    "algo.hidden_size=8", "algo.batch_size=64", "algo.buffer_capacity=2000",
-    "algo.random_epochs=2", "algo.train_epochs=10", "algo.warmup_updates=2",
+    "algo.network.hidden_size=8", "algo.batch_size=64", "algo.buffer_capacity=2000",
+    "algo.random_epochs=2", "algo.train_epochs=10", "algo.optim.warmup_updates=2",
     "loop.iterations=40", "eval.interval=5", "eval.episodes=2", "loop.chunk_periods=1",
     f"checkpoint.interval={STEPS_PER_CHUNK}", "logger=none",
 ]

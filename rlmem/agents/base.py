@@ -16,7 +16,7 @@ counters; the algorithm owns parameters, optimiser, replay store (DQN) and explo
 What the implementations put in `extras` (the loop stacks them into `Rollout.extras`, leaves
 `[num_envs, T, ...]`, and must pass them back unchanged):
 
-* `DQN` (rlmem/agents/dqn.py): `{}`; with `batching="segment", initial_state="stored"`,
+* `DQN` (rlmem/agents/dqn.py): `{}`; with `SegmentBatching(..., initial_state="stored")`,
   `{"carry": state before obs[t]}`, which `learn` writes into the replay store.
 * `PPO` (rlmem/agents/ppo.py): `{"value": [N], "log_prob": [N], "carry": state before
   obs[t]}`; `learn` takes each stream's (or segment's) initial state from `carry`.
@@ -49,8 +49,18 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
+from rlmem.agents.batching import Batching, SegmentBatching, TapeBatching
+from rlmem.agents.networks import (
+    RecurrentNetwork,
+    broadcast_carry,
+    init_params,
+    step_network,
+)
+from rlmem.agents.optim import OptimSettings, gradient_step
+from rlmem.checks import check_positive_ints
 from rlmem.types import Transition
 
 PyTree = Any
@@ -93,3 +103,58 @@ class Algorithm(Protocol):
         self, state: PyTree, rollout: Rollout, key: jax.Array
     ) -> tuple[PyTree, dict[str, jax.Array]]:
         """Consume one iteration's rollout: store and/or update. Metrics are scalars."""
+
+
+class RecurrentAgent:
+    """What every algorithm here shares, so that an algorithm module holds only its loss,
+    its `learn` and its state.
+
+    A static object (settings and the network, no arrays): the recurrent network over the
+    memory model, the batching (`rlmem.agents.batching`), the optimiser built from
+    `OptimSettings`, and the pieces every algorithm uses the same way: parameter init,
+    the acting carry, greedy acting and one gradient step on `self.loss`.
+
+    Subclasses build `network` from their head, call `super().__init__`, and define
+    `policy_logits(out)` (what greedy acting maximises: Q values or the policy's logits)
+    and `loss(params, *batch) -> (loss [], metrics)`.
+    """
+
+    serves_episode_rollouts = True  # learns from rollouts of whole episodes (loop.rollout)
+
+    def __init__(self, network: RecurrentNetwork, obs_size: int, num_actions: int,
+                 batching: Batching, optim: OptimSettings):
+        check_positive_ints(obs_size=obs_size, num_actions=num_actions)
+        if not isinstance(batching, TapeBatching | SegmentBatching):
+            raise ValueError(
+                "batching must be rlmem.agents.batching.TapeBatching() or "
+                f"SegmentBatching(...), got {batching!r}"
+            )
+        self.network, self.obs_size, self.num_actions = network, obs_size, num_actions
+        self.batching, self.optim = batching, optim
+        self.optimizer = optim.make()
+
+    def init_params(self, key: jax.Array) -> PyTree:
+        """Fresh network parameters."""
+        return init_params(self.network, key, self.obs_size)
+
+    def initial_carry(self, num_envs: int) -> PyTree:
+        """Zero recurrent state for `num_envs` envs, leaves `[num_envs, ...]`."""
+        return broadcast_carry(self.network, num_envs)
+
+    def policy_logits(self, out: PyTree) -> jax.Array:
+        """The network output's action scores `[N, A]` (greedy acting takes the argmax)."""
+        raise NotImplementedError
+
+    def act_greedy(
+        self, state: PyTree, obs: jax.Array, start: jax.Array, carry: PyTree
+    ) -> tuple[jax.Array, PyTree]:
+        """The greedy action. obs: [N, F], start: [N] -> (action [N] int32, carry)."""
+        out, carry = step_network(self.network, state.params, obs, start, carry)
+        return jnp.argmax(self.policy_logits(out), axis=-1).astype(jnp.int32), carry
+
+    def gradient_step(
+        self, params: PyTree, opt_state: PyTree, *batch: Any
+    ) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
+        """One optimiser step on `self.loss(params, *batch)`: `(params, opt_state,
+        metrics)` with `loss` and `grad_norm` added (`rlmem.agents.optim.gradient_step`)."""
+        return gradient_step(self.optimizer, self.loss, params, opt_state, *batch)

@@ -18,26 +18,33 @@ the whole prefix of its episode that the batch holds, never with `next_obs` alon
 rows need it (DQN's online argmax): inside an episode the state after `next_obs[t]` *is*
 the tape's state after `obs[t + 1]`, so `out_next[t] = out[t + 1]` there, and only the
 other rows (episode and tape ends) run the network on `next_obs`.
+
+**The batching objects.** `TapeBatching()` and `SegmentBatching(segment_length, burn_in,
+initial_state)` are the batching mode as a value: frozen, validated when built (from the
+config's `batching.*`, spelled as in the YAML), and the only place below `rlmem.config`
+that knows the mode. An algorithm holds one and asks it to sample a replay batch, to
+unroll its network over a batch, whether acting must record carries (`stores_carry`), and
+how a rollout is cut into learning units (PPO).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from rlmem.agents.networks import RecurrentNetwork, keeps_states
+from rlmem.checks import positive_int
 from rlmem.data.segment_sampler import sample_segments
 from rlmem.data.tape import TapeStore
 from rlmem.data.tape_sampler import sample_tape
 from rlmem.types import Transition
 
 PyTree = Any
-BatchingMode = Literal["tape", "segment"]
-BATCHING_MODES = ("tape", "segment")
-INITIAL_STATES = ("zero", "stored")
+INITIAL_STATES = ("zeros", "stored")  # a segment's first carry: zero state | recorded (R2D2)
 
 
 @struct.dataclass
@@ -55,21 +62,6 @@ class Unrolled:
     out: PyTree
     out_next: PyTree
     transition: Transition
-
-
-def check_mode(batching: str, initial_state: str = "zero", burn_in: int = 0) -> None:
-    """Raise a clear error for an unknown batching mode, initial state or bad burn-in."""
-    if batching not in BATCHING_MODES:
-        raise ValueError(f"batching must be one of {BATCHING_MODES}, got {batching!r}")
-    if initial_state not in INITIAL_STATES:
-        raise ValueError(f"initial_state must be one of {INITIAL_STATES}, got {initial_state!r}")
-    if burn_in < 0:
-        raise ValueError(f"burn_in must be >= 0, got {burn_in!r}")
-    if batching == "tape" and (burn_in or initial_state != "zero"):
-        raise ValueError(
-            "burn_in and initial_state='stored' only apply to batching='segment'; got "
-            f"batching='tape', burn_in={burn_in!r}, initial_state={initial_state!r}"
-        )
 
 
 def _run(
@@ -297,3 +289,151 @@ def sample_segment_batch(
     batch = sample_segments(store, key, num_segments, segment_length, burn_in)
     carry = batch.initial_extras["carry"] if stored_state else None
     return batch.transition.replace(mask=batch.learn_mask), carry
+
+
+def divisors(n: int, shown: int = 12) -> str:
+    """`1, 2, 3, ...`: the allowed values of a size that must divide `n`, for messages."""
+    found = [d for d in range(1, n + 1) if n % d == 0]
+    return ", ".join(map(str, found[:shown])) + (", ..." if len(found) > shown else "")
+
+
+# ---------------------------------------------------------------------------------------
+# the batching mode as a value
+# ---------------------------------------------------------------------------------------
+# Rule messages spell the config keys (`batching.*`, `algo.*`): these objects are built
+# from them, and `rlmem.config` passes the messages on unchanged.
+@dataclass(frozen=True)
+class TapeBatching:
+    """Tape-based batching (TBB): one tape of whole episodes, the memory run once over it.
+
+    Learning units of a rollout `[E, T]` are the env streams themselves (full-rollout
+    BPTT from the carry recorded at `t = 0`).
+    """
+
+    mode: ClassVar[str] = "tape"
+    stores_carry: ClassVar[bool] = False  # a tape starts at an episode start: no carry
+
+    @property
+    def label(self) -> str:
+        """The preset's name (`batching=tape`), for run names and W&B groups."""
+        return "tape"
+
+    def sample(self, store: TapeStore, key: jax.Array, batch_size: int
+               ) -> tuple[Transition, PyTree]:
+        """A tape of `batch_size` transitions `[B]` and its initial carry (None: zeros)."""
+        return sample_tape_batch(store, key, batch_size)
+
+    def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
+               carry: PyTree | None, with_next: bool = True) -> Unrolled:
+        """`unroll_tape`: `M = B`."""
+        return unroll_tape(network, params, batch, carry, with_next)
+
+    def unroll_greedy_next(self, network: RecurrentNetwork, params: PyTree,
+                           batch: Transition, carry: PyTree | None,
+                           wanted: jax.Array) -> Unrolled:
+        """`unroll` whose `out_next` is only read at `wanted` rows and needs no gradient
+        (Double DQN's online argmax): shifted from the tape itself for memoroids."""
+        if keeps_states(network):
+            return unroll_tape_shifted(network, params, batch, carry, wanted=wanted)
+        return self.unroll(network, params, batch, carry)
+
+    def num_units(self, num_envs: int, rollout_steps: int) -> int:
+        """Learning units per rollout `[num_envs, rollout_steps]`: one per env stream."""
+        return num_envs
+
+    def cut_units(self, data: PyTree, stored_carry: PyTree) -> tuple[PyTree, PyTree]:
+        """Rollout leaves `[E, T, ...]` -> units `[E, T, ...]` and the carries recorded at
+        each stream's `t = 0` (leaves `[E, ...]`; exact: the stream's true state)."""
+        return data, jax.tree.map(lambda c: c[:, 0], stored_carry)
+
+
+@dataclass(frozen=True)
+class SegmentBatching:
+    """Segment-based batching (SBB): `batch_size // segment_length` zero-padded segments.
+
+    Attributes:
+      segment_length: `L`, the steps of a segment that carry a loss.
+      burn_in: leading steps replayed before each segment without gradient (R2D2); 0 is
+        the paper's SBB.
+      initial_state: "zeros" (the paper's SBB) or "stored" (the carry recorded while
+        acting, R2D2): each segment's first state.
+    """
+
+    segment_length: int
+    burn_in: int = 0
+    initial_state: str = "zeros"
+    mode: ClassVar[str] = "segment"
+
+    def __post_init__(self):
+        positive_int("segment_length", self.segment_length)
+        if not isinstance(self.burn_in, int) or isinstance(self.burn_in, bool) or (
+                self.burn_in < 0):
+            raise ValueError(f"burn_in must be an int >= 0, got {self.burn_in!r}")
+        if self.initial_state not in INITIAL_STATES:
+            raise ValueError(
+                f"initial_state must be one of {INITIAL_STATES}, got {self.initial_state!r}"
+            )
+
+    @property
+    def label(self) -> str:
+        """The preset's name (`batching=segment_l<L>`), for run names and W&B groups."""
+        return f"segment_l{self.segment_length}"
+
+    @property
+    def stores_carry(self) -> bool:
+        """Acting records the carry before each step (`extras["carry"]`) for the segments'
+        stored initial states."""
+        return self.initial_state == "stored"
+
+    def num_segments(self, batch_size: int) -> int:
+        """Segments per replay batch of `batch_size` transitions; at least one fits."""
+        if batch_size < self.segment_length:
+            raise ValueError(
+                f"algo.batch_size={batch_size} cannot hold one segment of "
+                f"batching.segment_length={self.segment_length}; need algo.batch_size >= "
+                f"{self.segment_length}"
+            )
+        return batch_size // self.segment_length
+
+    def sample(self, store: TapeStore, key: jax.Array, batch_size: int
+               ) -> tuple[Transition, PyTree]:
+        """`Transition [N, burn_in + L]` and the segments' initial carries (None: zeros)."""
+        return sample_segment_batch(store, key, self.num_segments(batch_size),
+                                    self.segment_length, self.burn_in, self.stores_carry)
+
+    def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
+               carry: PyTree | None, with_next: bool = True) -> Unrolled:
+        """`unroll_segments` with this burn-in: `M = N * L`."""
+        return unroll_segments(network, params, batch, carry, self.burn_in, with_next)
+
+    def unroll_greedy_next(self, network: RecurrentNetwork, params: PyTree,
+                           batch: Transition, carry: PyTree | None,
+                           wanted: jax.Array) -> Unrolled:
+        """`unroll` (segments have no cheaper way to their next-state outputs)."""
+        return self.unroll(network, params, batch, carry)
+
+    def num_units(self, num_envs: int, rollout_steps: int) -> int:
+        """Learning units per rollout: `rollout_steps / L` consecutive pieces per stream."""
+        if rollout_steps % self.segment_length:
+            raise ValueError(
+                f"batching.segment_length={self.segment_length} must divide the rollout "
+                f"length loop.rollout_steps={rollout_steps} (default: env.max_episode_length)"
+                f"; allowed: {divisors(rollout_steps)}"
+            )
+        return num_envs * (rollout_steps // self.segment_length)
+
+    def cut_units(self, data: PyTree, stored_carry: PyTree) -> tuple[PyTree, PyTree]:
+        """Rollout leaves `[E, T, ...]` -> pieces `[E * T / L, L, ...]` (one stream's
+        consecutive) and their first carries: recorded (`stored`) or None (zeros)."""
+        num_envs, length = jax.tree.leaves(data)[0].shape[:2]
+        pieces = self.num_units(num_envs, length)
+        seg = self.segment_length
+        data = jax.tree.map(lambda x: x.reshape((pieces, seg) + x.shape[2:]), data)
+        if not self.stores_carry:
+            return data, None
+        return data, jax.tree.map(lambda c: c[:, ::seg].reshape((pieces,) + c.shape[2:]),
+                                  stored_carry)
+
+
+Batching = TapeBatching | SegmentBatching
+TAPE = TapeBatching()  # the default batching (stateless: one instance serves all)

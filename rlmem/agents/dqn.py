@@ -24,7 +24,7 @@ is therefore `num_envs = 1`, `T` = the task's episode length, `updates_per_learn
 train_ratio`; more envs or longer rollouts keep the same counters with a different replay
 ratio.
 
-**Segments.** `batching="segment"` draws `batch_size // segment_length` segments of
+**Segments.** `SegmentBatching` draws `batch_size // segment_length` segments of
 `segment_length` steps plus `burn_in` leading steps replayed without gradient. With
 `initial_state="stored"` each segment starts from the acting policy's recurrent state
 saved at its first step: `act` then returns the carry *before* `obs` as
@@ -42,16 +42,17 @@ from flax import linen as nn
 from flax import struct
 
 from rlmem.agents import batching as bt
-from rlmem.agents.base import Rollout
-from rlmem.agents.checks import (
+from rlmem.agents.base import RecurrentAgent, Rollout
+from rlmem.agents.batching import TAPE, Batching, SegmentBatching
+from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
+from rlmem.agents.optim import OptimSettings, polyak_update
+from rlmem.agents.schedules import epsilon as epsilon_schedule
+from rlmem.agents.schedules import epsilon_greedy
+from rlmem.checks import (
     check_positive_floats,
     check_positive_ints,
     check_unit_interval,
 )
-from rlmem.agents.networks import broadcast_carry, init_params, q_network, step_network
-from rlmem.agents.optim import gradient_step, make_optimizer, polyak_update
-from rlmem.agents.schedules import epsilon as epsilon_schedule
-from rlmem.agents.schedules import epsilon_greedy
 from rlmem.data.tape import TapeStore, add, init_store
 from rlmem.types import Transition
 
@@ -115,7 +116,7 @@ def td_loss(
     return bt.masked_mean(per_step, mask), metrics
 
 
-class DQN:
+class DQN(RecurrentAgent):
     """Double Dueling DQN. A static object: hyperparameters and network, no arrays.
 
     `period_end_metrics` names the learn metrics that are schedules or counters: the loop
@@ -125,24 +126,24 @@ class DQN:
       memory: the memory model (rlmem.memory.make_memory).
       obs_size: observation features `F`.
       num_actions: discrete actions `A`.
+      batching: `TapeBatching()` or `SegmentBatching(...)` (rlmem.agents.batching).
+      optim: optimiser settings (`algo.optim.*`).
+      network: encoder/head width and dueling blocks (`algo.network.*`).
       num_envs: env streams of the loop's rollouts (the store's streams).
+      rollout_steps: the loop's rollout length `T`, if known: every stream must hold one.
       buffer_capacity: replay capacity in transitions (both batching modes).
-      batching: "tape" or "segment".
-      batch_size: transitions per update (TBB tape length; SBB uses
-        `batch_size // segment_length` segments).
-      segment_length: `L` for segment batching (loss steps per segment).
-      burn_in: extra leading steps per segment replayed without gradient (segment only).
-      initial_state: "zero" or "stored" recurrent state at each segment's start.
+      batch_size: transitions per update (the tape's length; segments:
+        `batch_size // segment_length` of them).
       gamma: discount.
       target_delay: Polyak rate `tau = 1 / target_delay`.
-      learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay: optimiser.
       updates_per_learn: gradient updates per `learn` (the paper's train_ratio).
       random_epochs: epochs (episodes) of uniform random actions before training.
       train_epochs: epochs over which epsilon decays.
       eps_start, eps_end: epsilon schedule ends.
       huber_delta: Huber threshold.
-      hidden_size, num_blocks: encoder/head width and dueling blocks.
     """
+
+    default_optim = OptimSettings()  # the paper's: lr 1e-4 after 200 warm-up updates
 
     def __init__(
         self,
@@ -150,81 +151,75 @@ class DQN:
         obs_size: int,
         num_actions: int,
         *,
+        batching: Batching = TAPE,
+        optim: OptimSettings = default_optim,
+        network: NetworkSettings = DEFAULT_NETWORK,
         num_envs: int = 1,
+        rollout_steps: int | None = None,
         buffer_capacity: int = 100_000,
-        batching: str = "tape",
         batch_size: int = 1000,
-        segment_length: int = 20,
-        burn_in: int = 0,
-        initial_state: str = "zero",
         gamma: float = 0.99,
         target_delay: float = 200.0,
-        learning_rate: float = 1e-4,
-        warmup_updates: int = 200,
-        max_grad_norm: float = 0.01,
-        adam_eps: float = 1e-8,
-        weight_decay: float = 0.0,
         updates_per_learn: int = 1,
-        random_epochs: int = 0,
-        train_epochs: int = 1000,
+        random_epochs: int = 100,
+        train_epochs: int = 500,
         eps_start: float = 0.2,
         eps_end: float = 0.01,
         huber_delta: float = 1.0,
-        hidden_size: int = 256,
-        num_blocks: int = 2,
     ):
-        bt.check_mode(batching, initial_state, burn_in)
-        check_positive_ints(
-            obs_size=obs_size, num_actions=num_actions, num_envs=num_envs,
-            batch_size=batch_size, segment_length=segment_length,
-            updates_per_learn=updates_per_learn, hidden_size=hidden_size,
+        super().__init__(
+            q_network(memory, num_actions, network.hidden_size, network.num_blocks),
+            obs_size, num_actions, batching, optim,
         )
+        check_positive_ints(num_envs=num_envs, batch_size=batch_size,
+                            buffer_capacity=buffer_capacity,
+                            updates_per_learn=updates_per_learn)
         check_unit_interval(gamma=gamma, eps_start=eps_start, eps_end=eps_end)
-        check_positive_floats(
-            learning_rate=learning_rate, max_grad_norm=max_grad_norm, adam_eps=adam_eps,
-            huber_delta=huber_delta,
-        )
+        check_positive_floats(huber_delta=huber_delta)
         if target_delay < 1:
             raise ValueError(
                 f"target_delay must be >= 1 (tau = 1/target_delay), got {target_delay!r}"
             )
-        if batching == "segment" and batch_size < segment_length:
+        if isinstance(batching, SegmentBatching):
+            batching.num_segments(batch_size)  # at least one segment fits
+        if batch_size > buffer_capacity:
             raise ValueError(
-                f"batch_size ({batch_size}) must be >= segment_length ({segment_length}) "
-                "so at least one segment is drawn"
+                f"algo.batch_size={batch_size} must be <= algo.buffer_capacity="
+                f"{buffer_capacity} (batches are drawn from the replay); allowed: "
+                f"algo.batch_size in [1, {buffer_capacity}]"
+            )
+        if rollout_steps is not None and buffer_capacity // num_envs < rollout_steps:
+            raise ValueError(
+                f"algo.buffer_capacity={buffer_capacity} cannot hold one rollout per env "
+                f"stream: each of the loop.num_envs={num_envs} streams keeps "
+                f"buffer_capacity // num_envs = {buffer_capacity // num_envs} transitions, "
+                f"fewer than loop.rollout_steps={rollout_steps}; allowed: "
+                f"algo.buffer_capacity >= {num_envs * rollout_steps}"
             )
         if random_epochs < 0 or train_epochs < 0:
             raise ValueError(
                 f"random_epochs and train_epochs must be >= 0, got {random_epochs!r}, "
                 f"{train_epochs!r}"
             )
-        self.network = q_network(memory, num_actions, hidden_size, num_blocks)
-        self.obs_size, self.num_actions, self.num_envs = obs_size, num_actions, num_envs
-        self.buffer_capacity = buffer_capacity
-        self.batching, self.batch_size = batching, batch_size
-        self.segment_length, self.burn_in = segment_length, burn_in
-        self.initial_state = initial_state
-        self.num_segments = batch_size // segment_length
+        self.num_envs = num_envs
+        self.buffer_capacity, self.batch_size = buffer_capacity, batch_size
         self.gamma, self.tau, self.huber_delta = gamma, 1.0 / target_delay, huber_delta
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
-        self.optimizer = make_optimizer(
-            learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay
-        )
 
     period_end_metrics = ("epsilon", "epochs", "updates")
 
     @property
     def stores_carry(self) -> bool:
         """True when `act` returns `extras["carry"]` and the store keeps it."""
-        return self.batching == "segment" and self.initial_state == "stored"
+        return self.batching.stores_carry
 
     # -- the Algorithm protocol (rlmem/agents/base.py) ---------------------------------
 
     def init(self, key: jax.Array) -> DQNState:
         """Fresh parameters (target = online), optimiser state, empty store, zero counters."""
-        params = init_params(self.network, key, self.obs_size)
+        params = self.init_params(key)
         example = Transition(
             obs=jnp.zeros((self.obs_size,), jnp.float32),
             action=jnp.zeros((), jnp.int32),
@@ -247,10 +242,6 @@ class DQN:
             updates=zero,
         )
 
-    def initial_carry(self, num_envs: int) -> PyTree:
-        """Zero recurrent state for `num_envs` envs, leaves `[num_envs, ...]`."""
-        return broadcast_carry(self.network, num_envs)
-
     def epsilon(self, state: DQNState) -> jax.Array:
         """The current exploration rate (1 during the random phase)."""
         return epsilon_schedule(
@@ -270,12 +261,9 @@ class DQN:
         extras = {"carry": carry} if self.stores_carry else {}
         return action, new_carry, extras
 
-    def act_greedy(
-        self, state: DQNState, obs: jax.Array, start: jax.Array, carry: PyTree
-    ) -> tuple[jax.Array, PyTree]:
-        """argmax_a Q. obs: [N, F], start: [N] -> (action [N] int32, carry)."""
-        q, carry = step_network(self.network, state.params, obs, start, carry)
-        return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
+    def policy_logits(self, out: jax.Array) -> jax.Array:
+        """Greedy acting maximises Q: `out` is q `[N, A]`."""
+        return out
 
     def wants_update(self, state: DQNState) -> jax.Array:
         """`[]` bool: the next `learn` runs updates (its rollout comes after the random
@@ -351,17 +339,11 @@ class DQN:
 
         Tape: `Transition [B]`. Segment: `Transition [N, burn_in + L]`, carries `[N, ...]`.
         """
-        if self.batching == "tape":
-            return bt.sample_tape_batch(store, key, self.batch_size)
-        return bt.sample_segment_batch(
-            store, key, self.num_segments, self.segment_length, self.burn_in, self.stores_carry
-        )
+        return self.batching.sample(store, key, self.batch_size)
 
     def unroll(self, params: PyTree, batch: Transition, carry: PyTree) -> bt.Unrolled:
         """Q and next-state Q over a sampled batch, flattened (rlmem.agents.batching)."""
-        if self.batching == "tape":
-            return bt.unroll_tape(self.network, params, batch, carry)
-        return bt.unroll_segments(self.network, params, batch, carry, self.burn_in)
+        return self.batching.unroll(self.network, params, batch, carry)
 
     def loss(
         self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree
@@ -369,16 +351,13 @@ class DQN:
         """The TD loss of a sampled batch (either layout), differentiable in `params`.
 
         The online next-state Q only picks `a*` (no gradient), and only where the target
-        bootstraps (`mask & ~terminated`): on a tape of a memoroid it is then taken from
-        the online pass itself (`unroll_tape_shifted`) instead of a second pass over
-        `next_obs`.
+        bootstraps (`mask & ~terminated`): the batching may then take a cheaper way to it
+        (`TapeBatching.unroll_greedy_next`: shifted from the online pass on a memoroid's
+        tape instead of a second pass over `next_obs`).
         """
-        if self.batching == "tape" and bt.keeps_states(self.network):
-            online = bt.unroll_tape_shifted(
-                self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated
-            )
-        else:
-            online = self.unroll(params, batch, carry)
+        online = self.batching.unroll_greedy_next(
+            self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated
+        )
         target = self.unroll(jax.lax.stop_gradient(target_params), batch, carry)
         return td_loss(
             online.out,
@@ -392,9 +371,8 @@ class DQN:
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
         """Sample, one optimiser step, Polyak target update. Returns (state, metrics)."""
         batch, carry = self.sample(state.store, key)
-        params, opt_state, metrics = gradient_step(
-            self.optimizer, self.loss, state.params, state.opt_state,
-            state.target_params, batch, carry,
+        params, opt_state, metrics = self.gradient_step(
+            state.params, state.opt_state, state.target_params, batch, carry
         )
         return (
             state.replace(
@@ -405,3 +383,6 @@ class DQN:
             ),
             metrics,
         )
+
+
+ALGORITHM = DQN  # `algo.name=dqn` (rlmem.config discovers it)

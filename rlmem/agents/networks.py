@@ -20,12 +20,14 @@ layers initialised at scale 0.01.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from rlmem.checks import positive_int
 from rlmem.memory.memoroid import Memoroid
 
 PyTree = Any
@@ -168,6 +170,23 @@ def keeps_states(network: RecurrentNetwork) -> bool:
     """True when the network's memory exposes per-step states (`with_states`,
     `next_from_states`): every memoroid."""
     return isinstance(network.memory, Memoroid)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The network block of an algorithm's config (`algo.network.*`): the encoder and
+    head width and the head's residual blocks (the memory model is `memory.*`)."""
+
+    hidden_size: int = 256
+    num_blocks: int = 2
+
+    def __post_init__(self):
+        positive_int("hidden_size", self.hidden_size)
+        if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+            raise ValueError(f"num_blocks must be an int >= 0, got {self.num_blocks!r}")
+
+
+DEFAULT_NETWORK = NetworkSettings()
 
 
 def q_network(

@@ -11,11 +11,14 @@ to its full value at update `warmup_updates` and the very first update already m
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from rlmem.checks import check_positive_floats
 
 PyTree = Any
 
@@ -55,6 +58,32 @@ def make_optimizer(
         # inside adamw, already multiplied by the rate.
         optax.scale_by_schedule(warmup_factor(warmup_updates)),
     )
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The optimiser block of an algorithm's config (`algo.optim.*`).
+
+    Defaults are DQN's (the paper's); an algorithm with other defaults declares its own
+    instance (`PPO.default_optim`). `tests/test_defaults.py` checks them against the YAML.
+    """
+
+    learning_rate: float = 1e-4
+    warmup_updates: int = 200
+    max_grad_norm: float = 0.01
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_positive_floats(learning_rate=self.learning_rate,
+                              max_grad_norm=self.max_grad_norm, adam_eps=self.adam_eps)
+        if not isinstance(self.warmup_updates, int) or self.warmup_updates < 0:
+            raise ValueError(f"warmup_updates must be an int >= 0, got {self.warmup_updates!r}")
+
+    def make(self) -> optax.GradientTransformation:
+        """`make_optimizer` with these settings."""
+        return make_optimizer(self.learning_rate, self.warmup_updates, self.max_grad_norm,
+                              self.adam_eps, self.weight_decay)
 
 
 _ADAM_INDEX = 2  # position of the injected adamw in the chain above

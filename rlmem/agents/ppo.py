@@ -7,9 +7,9 @@ One `learn` call consumes the loop's rollout `[num_envs, T]`:
    prefix; GAE (`rlmem.memory.returns.gae`, a reverse resettable scan) then bootstraps on
    truncation and at the rollout's end, never on termination. `V(obs[t])` is the acting
    value from `act`'s extras (the same full-context value).
-2. **Units.** `batching="tape"`: each env stream's `T` steps are one unit (full-rollout
+2. **Units.** `TapeBatching`: each env stream's `T` steps are one unit (full-rollout
    BPTT, `start` flags resetting the memory inside it), starting from the carry stored at
-   `t = 0`. `batching="segment"`: each stream is cut into `T / L` consecutive pieces of
+   `t = 0`. `SegmentBatching`: each stream is cut into `T / L` consecutive pieces of
    `L` steps, starting from the zero state or from the carry stored at the piece's first
    step (`initial_state`).
 3. **Behaviour replay.** The pre-update parameters run over every unit exactly as the
@@ -46,14 +46,11 @@ from flax import linen as nn
 from flax import struct
 
 from rlmem.agents import batching as bt
-from rlmem.agents.base import Rollout
-from rlmem.agents.checks import (
-    check_positive_floats,
-    check_positive_ints,
-    check_unit_interval,
-)
-from rlmem.agents.networks import actor_critic, broadcast_carry, init_params, step_network
-from rlmem.agents.optim import gradient_step, make_optimizer
+from rlmem.agents.base import RecurrentAgent, Rollout
+from rlmem.agents.batching import TAPE, Batching, SegmentBatching
+from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, actor_critic, step_network
+from rlmem.agents.optim import OptimSettings
+from rlmem.checks import check_positive_ints, check_unit_interval
 from rlmem.memory.returns import gae
 from rlmem.types import Transition
 
@@ -154,27 +151,32 @@ def ppo_loss(
     return loss, metrics
 
 
-class PPO:
+class PPO(RecurrentAgent):
     """Recurrent PPO. A static object: hyperparameters and network, no arrays.
 
     Args:
       memory: the memory model (rlmem.memory.make_memory).
       obs_size: observation features `F`.
       num_actions: discrete actions `A`.
-      batching: "tape" (one unit per env stream) or "segment" (length-L pieces).
-      segment_length: `L`; must divide the rollout length `T`.
-      initial_state: "zero" or "stored" carry at each segment's start (segment only; tape
-        units always start from the stored carry of the stream, which is exact).
+      batching: `TapeBatching()` (one unit per env stream) or `SegmentBatching(L)`
+        (length-`L` pieces starting from zeros or the stored carry; no burn-in; `L` must
+        divide the rollout length `T`). Tape units always start from the stream's stored
+        carry, which is exact.
+      optim: optimiser settings (`algo.optim.*`; `PPO.default_optim`).
+      network: encoder/torso width and blocks per head (`algo.network.*`).
+      num_envs, rollout_steps: the loop's rollout shape `[E, T]`, if known: checked now
+        (`check_rollout`) instead of at the first `learn`.
       gamma, gae_lambda: GAE discount and lambda.
       clip_eps: PPO ratio and value clip.
       vf_coef, ent_coef: loss weights.
       update_epochs: passes over the rollout per `learn`.
       num_minibatches: groups of units per epoch; must divide the number of units.
-      learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay: optimiser
-        (rlmem.agents.optim.make_optimizer).
       normalize_advantage: normalise advantages per minibatch.
-      hidden_size, num_blocks: encoder/torso width and blocks per head.
     """
+
+    serves_episode_rollouts = False  # it learns from fixed-length rollout windows
+    default_optim = OptimSettings(learning_rate=2.5e-4, warmup_updates=0, max_grad_norm=0.5,
+                                  adam_eps=1e-5)
 
     def __init__(
         self,
@@ -182,63 +184,63 @@ class PPO:
         obs_size: int,
         num_actions: int,
         *,
-        batching: str = "tape",
-        segment_length: int = 16,
-        initial_state: str = "zero",
+        batching: Batching = TAPE,
+        optim: OptimSettings = default_optim,
+        network: NetworkSettings = DEFAULT_NETWORK,
+        num_envs: int | None = None,
+        rollout_steps: int | None = None,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         clip_eps: float = 0.2,
         vf_coef: float = 0.5,
         ent_coef: float = 0.01,
         update_epochs: int = 4,
-        num_minibatches: int = 4,
-        learning_rate: float = 2.5e-4,
-        warmup_updates: int = 0,
-        max_grad_norm: float = 0.5,
-        adam_eps: float = 1e-5,
-        weight_decay: float = 0.0,
+        num_minibatches: int = 1,
         normalize_advantage: bool = True,
-        hidden_size: int = 256,
-        num_blocks: int = 2,
     ):
-        bt.check_mode(batching, initial_state if batching == "segment" else "zero")
-        check_positive_ints(
-            obs_size=obs_size, num_actions=num_actions, segment_length=segment_length,
-            update_epochs=update_epochs, num_minibatches=num_minibatches,
-            hidden_size=hidden_size,
+        super().__init__(
+            actor_critic(memory, num_actions, network.hidden_size, network.num_blocks),
+            obs_size, num_actions, batching, optim,
         )
+        if isinstance(batching, SegmentBatching) and batching.burn_in:
+            raise ValueError(
+                f"batching.burn_in={batching.burn_in} cannot be served by algo.name='ppo' "
+                "(PPO segments are cut from one rollout and have no burn-in); allowed: "
+                "batching.burn_in=0"
+            )
+        check_positive_ints(update_epochs=update_epochs, num_minibatches=num_minibatches)
         check_unit_interval(gamma=gamma, gae_lambda=gae_lambda, clip_eps=clip_eps)
-        check_positive_floats(
-            learning_rate=learning_rate, max_grad_norm=max_grad_norm, adam_eps=adam_eps
-        )
         if clip_eps <= 0:
             raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
-        self.network = actor_critic(memory, num_actions, hidden_size, num_blocks)
-        self.obs_size, self.num_actions = obs_size, num_actions
-        self.batching, self.segment_length = batching, segment_length
-        self.initial_state = initial_state
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.clip_eps, self.vf_coef, self.ent_coef = clip_eps, vf_coef, ent_coef
         self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         self.normalize_advantage = normalize_advantage
-        self.optimizer = make_optimizer(
-            learning_rate, warmup_updates, max_grad_norm, adam_eps, weight_decay
-        )
+        if num_envs is not None and rollout_steps is not None:
+            self.check_rollout(num_envs, rollout_steps)
+
+    def check_rollout(self, num_envs: int, rollout_steps: int) -> None:
+        """Refuse a rollout shape this PPO cannot cut into equal minibatches of units."""
+        units = self.batching.num_units(num_envs, rollout_steps)
+        if units % self.num_minibatches:
+            per_stream = (" * rollout_steps / batching.segment_length"
+                          if isinstance(self.batching, SegmentBatching) else "")
+            raise ValueError(
+                f"algo.num_minibatches={self.num_minibatches} must divide the {units} "
+                f"training sequences per rollout (loop.num_envs{per_stream}); allowed: "
+                f"{bt.divisors(units)}"
+            )
 
     # -- the Algorithm protocol (rlmem/agents/base.py) ---------------------------------
 
     def init(self, key: jax.Array) -> PPOState:
         """Fresh parameters and optimiser state."""
-        params = init_params(self.network, key, self.obs_size)
+        params = self.init_params(key)
         return PPOState(
             params=params,
             opt_state=self.optimizer.init(params),
             updates=jnp.zeros((), jnp.int32),
         )
-
-    def initial_carry(self, num_envs: int) -> PyTree:
-        """Zero recurrent state for `num_envs` envs, leaves `[num_envs, ...]`."""
-        return broadcast_carry(self.network, num_envs)
 
     def act(
         self, state: PPOState, obs: jax.Array, start: jax.Array, carry: PyTree, key: jax.Array
@@ -252,28 +254,17 @@ class PPO:
         log_prob = action_log_prob(logits, action)
         return action, new_carry, {"value": value, "log_prob": log_prob, "carry": carry}
 
-    def act_greedy(
-        self, state: PPOState, obs: jax.Array, start: jax.Array, carry: PyTree
-    ) -> tuple[jax.Array, PyTree]:
-        """The policy's mode. obs: [N, F], start: [N] -> (action [N] int32, carry)."""
-        (logits, _), carry = step_network(self.network, state.params, obs, start, carry)
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32), carry
+    def policy_logits(self, out: tuple[jax.Array, jax.Array]) -> jax.Array:
+        """Greedy acting takes the policy's mode: `out` is (logits `[N, A]`, value)."""
+        return out[0]
 
     def learn(
         self, state: PPOState, rollout: Rollout, key: jax.Array
     ) -> tuple[PPOState, dict[str, jax.Array]]:
         """`update_epochs` x `num_minibatches` gradient steps on one rollout `[E, T]`."""
         num_envs, length = rollout.transition.reward.shape
-        num_units = num_envs
-        if self.batching == "segment":
-            num_units = num_envs * (length // self.segment_length)
-        if num_units % self.num_minibatches:
-            raise ValueError(
-                f"num_minibatches ({self.num_minibatches}) must divide the number of "
-                f"training units ({num_units} = "
-                + ("num_envs" if self.batching == "tape" else "num_envs * T / segment_length")
-                + ")"
-            )
+        self.check_rollout(num_envs, length)
+        num_units = self.batching.num_units(num_envs, length)
         per_batch = num_units // self.num_minibatches
         units, carry = self.make_units(state.params, rollout)
 
@@ -313,25 +304,10 @@ class PPO:
         units of one stream consecutive, carry stored at each piece's first step or None.
         `log_prob` and `value` come from `params` replaying each unit from that carry.
         """
-        num_envs, length = rollout.transition.reward.shape
-        seg = self.segment_length
-        if self.batching == "segment" and length % seg:
-            raise ValueError(
-                f"segment_length ({seg}) must divide the rollout length T ({length})"
-            )
         adv, target = self.advantages(params, rollout)
-        data = (rollout.transition, adv, target)
-        stored = rollout.extras["carry"]
-        if self.batching == "tape":
-            carry = jax.tree.map(lambda c: c[:, 0], stored)
-        else:
-            pieces = num_envs * (length // seg)
-            data = jax.tree.map(lambda x: x.reshape((pieces, seg) + x.shape[2:]), data)
-            carry = None
-            if self.initial_state == "stored":
-                carry = jax.tree.map(
-                    lambda c: c[:, ::seg].reshape((pieces,) + c.shape[2:]), stored
-                )
+        data, carry = self.batching.cut_units(
+            (rollout.transition, adv, target), rollout.extras["carry"]
+        )
         transition, adv, target = data
         log_prob, value = self.behaviour(params, transition, carry)
         units = Units(
@@ -382,9 +358,8 @@ class PPO:
     ) -> tuple[PPOState, dict[str, jax.Array]]:
         """One optimiser step on a minibatch `(units [k, S], carry [k, ...])`."""
         units, carry = minibatch
-        params, opt_state, metrics = gradient_step(
-            self.optimizer, self.loss, state.params, state.opt_state, units, carry
-        )
+        params, opt_state, metrics = self.gradient_step(state.params, state.opt_state, units,
+                                                        carry)
         return (
             state.replace(
                 params=params,
@@ -393,3 +368,6 @@ class PPO:
             ),
             metrics,
         )
+
+
+ALGORITHM = PPO  # `algo.name=ppo` (rlmem.config discovers it)

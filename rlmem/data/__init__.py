@@ -74,7 +74,14 @@ Both samplers take static `batch_size` / `num_segments` / `segment_length` / `bu
 """
 
 from rlmem.data.segment_sampler import SegmentBatch, sample_segments
-from rlmem.data.tape import TapeStore, add, init_store, num_episodes, num_transitions
+from rlmem.data.tape import (
+    TapeStore,
+    add,
+    init_store,
+    is_replay_store,
+    num_episodes,
+    num_transitions,
+)
 from rlmem.data.tape_sampler import TapeBatch, sample_tape
 
 __all__ = [
@@ -83,6 +90,7 @@ __all__ = [
     "TapeStore",
     "add",
     "init_store",
+    "is_replay_store",
     "num_episodes",
     "num_transitions",
     "sample_segments",

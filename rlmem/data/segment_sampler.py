@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlmem.checks import positive_int
 from rlmem.data.episodes import draw_transitions, episode_span, gather, mark_cuts
 from rlmem.data.tape import TapeStore
 from rlmem.types import Transition
@@ -48,11 +49,6 @@ class SegmentBatch:
         return self.transition.mask
 
 
-def _check(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 def sample_segments(
     store: TapeStore,
     key: jax.Array,
@@ -72,9 +68,10 @@ def sample_segments(
     Returns:
       `SegmentBatch` with rows `[N, burn_in + L]`.
     """
-    _check("num_segments", num_segments, 1)
-    _check("segment_length", segment_length, 1)
-    _check("burn_in", burn_in, 0)
+    positive_int("num_segments", num_segments)
+    positive_int("segment_length", segment_length)
+    if not isinstance(burn_in, int) or burn_in < 0:
+        raise ValueError(f"burn_in must be an int >= 0, got {burn_in!r}")
     n, seg_len = num_segments, segment_length
     num_candidates = seg_len * (2 * n + 32)
     stream, time, episode, ok = draw_transitions(store, key, num_candidates)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlmem.checks import positive_int
 from rlmem.types import Transition
 
 PyTree = Any
@@ -64,6 +65,12 @@ class TapeStore:
         return self.ep_id.shape[1]
 
 
+def is_replay_store(x: Any) -> bool:
+    """True for a `TapeStore`: the subtree a lean checkpoint leaves out
+    (`rlmem.checkpoint.Checkpointer(exclude=is_replay_store)`; a resumed run refills it)."""
+    return isinstance(x, TapeStore)
+
+
 def _leaf_zeros(x: Any, lead: tuple[int, ...]) -> jax.Array:
     x = jnp.asarray(x)
     return jnp.zeros(lead + x.shape, x.dtype)
@@ -89,8 +96,7 @@ def init_store(
     Returns:
       An empty `TapeStore`.
     """
-    if not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    positive_int("num_envs", num_envs)
     if not isinstance(capacity, int) or capacity < num_envs:
         raise ValueError(
             f"capacity must be an int >= num_envs ({num_envs}) so every stream has a slot, "

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rlmem.checks import positive_int
 from rlmem.data.episodes import draw_episodes, draw_transitions, episode_span, gather, mark_cuts
 from rlmem.data.tape import TapeStore
 from rlmem.types import Transition
@@ -51,8 +52,7 @@ def sample_tape(
     Returns:
       `TapeBatch(transition [B], extras [B, ...], cut [])`.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if weighting == "episode":

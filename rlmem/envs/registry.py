@@ -1,39 +1,40 @@
 """`make(name)`: every POPGym id (48, popgym 1.0.7's difficulty presets) and gymnax id.
 
-POPGym families are imported lazily, so a family module that fails to import only
-breaks its own ids. The difficulty presets below copy the constructor arguments of
-popgym's `<Family>{Easy,Medium,Hard}` subclasses (an empty dict: popgym's defaults).
+POPGym families are imported lazily (`rlmem.registry.Registry`), so a family module that
+fails to import only breaks its own ids. The difficulty presets below copy the constructor
+arguments of popgym's `<Family>{Easy,Medium,Hard}` subclasses (an empty dict: popgym's
+defaults).
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
 
 from gymnax.environments import environment
 
 from rlmem.envs import wrappers
+from rlmem.registry import Registry, close_matches
 
-# family -> (module in rlmem.envs.popgym, class name)
-FAMILIES: dict[str, tuple[str, str]] = {
-    "Autoencode": ("autoencode", "Autoencode"),
-    "Battleship": ("battleship", "Battleship"),
-    "Concentration": ("concentration", "Concentration"),
-    "CountRecall": ("count_recall", "CountRecall"),
-    "HigherLower": ("higher_lower", "HigherLower"),
-    "LabyrinthEscape": ("labyrinth_escape", "LabyrinthEscape"),
-    "LabyrinthExplore": ("labyrinth_explore", "LabyrinthExplore"),
-    "MineSweeper": ("minesweeper", "MineSweeper"),
-    "MultiarmedBandit": ("multiarmed_bandit", "MultiarmedBandit"),
-    "NoisyPositionOnlyCartPole": ("cartpole", "NoisyPositionOnlyCartPole"),
-    "NoisyPositionOnlyPendulum": ("pendulum", "NoisyPositionOnlyPendulum"),
-    "PositionOnlyCartPole": ("cartpole", "PositionOnlyCartPole"),
-    "PositionOnlyPendulum": ("pendulum", "PositionOnlyPendulum"),
-    "RepeatFirst": ("repeat_first", "RepeatFirst"),
-    "RepeatPrevious": ("repeat_previous", "RepeatPrevious"),
-    "VelocityOnlyCartPole": ("cartpole", "VelocityOnlyCartPole"),
-}
+# family -> "module:Class" (one module of rlmem.envs.popgym per family), imported only
+# when one of its ids is made
+FAMILIES = Registry("POPGym family", {
+    "Autoencode": "rlmem.envs.popgym.autoencode:Autoencode",
+    "Battleship": "rlmem.envs.popgym.battleship:Battleship",
+    "Concentration": "rlmem.envs.popgym.concentration:Concentration",
+    "CountRecall": "rlmem.envs.popgym.count_recall:CountRecall",
+    "HigherLower": "rlmem.envs.popgym.higher_lower:HigherLower",
+    "LabyrinthEscape": "rlmem.envs.popgym.labyrinth_escape:LabyrinthEscape",
+    "LabyrinthExplore": "rlmem.envs.popgym.labyrinth_explore:LabyrinthExplore",
+    "MineSweeper": "rlmem.envs.popgym.minesweeper:MineSweeper",
+    "MultiarmedBandit": "rlmem.envs.popgym.multiarmed_bandit:MultiarmedBandit",
+    "NoisyPositionOnlyCartPole": "rlmem.envs.popgym.cartpole:NoisyPositionOnlyCartPole",
+    "NoisyPositionOnlyPendulum": "rlmem.envs.popgym.pendulum:NoisyPositionOnlyPendulum",
+    "PositionOnlyCartPole": "rlmem.envs.popgym.cartpole:PositionOnlyCartPole",
+    "PositionOnlyPendulum": "rlmem.envs.popgym.pendulum:PositionOnlyPendulum",
+    "RepeatFirst": "rlmem.envs.popgym.repeat_first:RepeatFirst",
+    "RepeatPrevious": "rlmem.envs.popgym.repeat_previous:RepeatPrevious",
+    "VelocityOnlyCartPole": "rlmem.envs.popgym.cartpole:VelocityOnlyCartPole",
+})
 
 _BATTLESHIP_SHIPS = (2, 3, 3, 4)
 
@@ -80,19 +81,28 @@ def _gymnax_ids() -> tuple[str, ...]:
     return tuple(gymnax.registered_envs)
 
 
-def popgym_spec(name: str) -> tuple[str, str, dict[str, Any]]:
-    """`(module, class, kwargs)` for a POPGym id (`"CountRecallEasy"`) or family name.
+def popgym_preset(name: str) -> tuple[str, dict[str, Any]]:
+    """`(family, constructor kwargs)` of a POPGym id (`"CountRecallEasy"`) or family name
+    (popgym's defaults: no kwargs).
 
     Raises:
       ValueError: `name` is neither.
     """
     if name in FAMILIES:
-        return (*FAMILIES[name], {})
+        return name, {}
     for i, level in enumerate(LEVELS):
         family = name.removesuffix(level)
         if name.endswith(level) and family in FAMILIES:
-            return (*FAMILIES[family], dict(DIFFICULTIES[family][i]))
+            return family, dict(DIFFICULTIES[family][i])
     raise ValueError(f"{name!r} is not a POPGym id")
+
+
+def popgym_spec(name: str) -> tuple[str, str, dict[str, Any]]:
+    """`(module in rlmem.envs.popgym, class name, kwargs)` for a POPGym id or family name
+    (see `popgym_preset`; `FAMILIES.load(family)` imports the class)."""
+    family, preset = popgym_preset(name)
+    module, cls = FAMILIES[family].split(":")
+    return module.removeprefix("rlmem.envs.popgym."), cls, preset
 
 
 def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, Any]:
@@ -103,8 +113,8 @@ def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, A
     `gymnax.make`.
     """
     if name in FAMILIES or name in POPGYM_IDS:
-        module, cls, preset = popgym_spec(name)
-        env_cls = getattr(importlib.import_module(f"rlmem.envs.popgym.{module}"), cls)
+        family, preset = popgym_preset(name)
+        env_cls = FAMILIES.load(family)
         try:
             env = env_cls(**{**preset, **kwargs})
         except TypeError as err:
@@ -115,7 +125,7 @@ def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, A
 
         return gymnax.make(name, **kwargs)
     known = (*POPGYM_IDS, *FAMILIES, *_gymnax_ids())
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    close = close_matches(name, known, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown environment name {name!r}{hint} "
                      f"(known: the {len(POPGYM_IDS)} POPGym ids in rlmem.envs.POPGYM_IDS, "

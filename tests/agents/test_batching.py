@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rlmem.agents.batching import SegmentBatching
 from rlmem.agents.dqn import DQN
+from rlmem.agents.networks import NetworkSettings
 from rlmem.data.segment_sampler import sample_segments
 from rlmem.data.tape_sampler import sample_tape
 from rlmem.memory import make_memory
@@ -34,7 +36,7 @@ MEMORIES = {
 
 def build(name: str, **kw) -> DQN:
     return DQN(make_memory(name, **MEMORIES[name]), F, A, num_envs=E, buffer_capacity=2 * T,
-               gamma=GAMMA, hidden_size=16, **kw)
+               gamma=GAMMA, network=NetworkSettings(hidden_size=16), **kw)
 
 
 @pytest.fixture(scope="module", params=sorted(MEMORIES))
@@ -88,14 +90,13 @@ def test_tape_loss_equals_episode_by_episode(tape_setup, seed, p_end):
 
 
 # The paper's SBB (zero state, no burn-in) and R2D2's (stored state + burn-in).
-SEGMENT_CASES = [(0, "zero"), (3, "stored")]
+SEGMENT_CASES = [(0, "zeros"), (3, "stored")]
 
 
 @pytest.fixture(scope="module", params=SEGMENT_CASES, ids=lambda c: f"burn{c[0]}-{c[1]}")
 def segment_setup(request):
     burn_in, initial_state = request.param
-    algo = build("ffm", batching="segment", batch_size=20, segment_length=5,
-                 burn_in=burn_in, initial_state=initial_state)
+    algo = build("ffm", batch_size=20, batching=SegmentBatching(5, burn_in, initial_state))
     init = jax.jit(algo.init)
     state = init(jax.random.key(0))
     target = init(jax.random.key(1)).params
@@ -108,7 +109,9 @@ def segment_setup(request):
 
     @jax.jit
     def sample(key):  # the algorithm's batch and the sampler's raw output, same draw
-        raw = sample_segments(store, key, algo.num_segments, algo.segment_length, algo.burn_in)
+        kind = algo.batching
+        raw = sample_segments(store, key, kind.num_segments(algo.batch_size), kind.segment_length,
+                              kind.burn_in)
         return algo.sample(store, key), raw
 
     return algo, state.params, target, sample, jax.jit(algo.loss), runner
@@ -162,6 +165,6 @@ def test_burn_in_steps_get_no_gradient(segment_setup):
         return algo.loss(params, target, batch.replace(obs=obs), carry)[0]
 
     grad = np.abs(np.asarray(jax.jit(jax.grad(loss_of_obs))(batch.obs))).sum(-1)  # [N, W]
-    burn = algo.burn_in
+    burn = algo.batching.burn_in
     assert np.all(grad[:, :burn] == 0.0)
     assert np.all(grad[:, burn:].sum(0)[:1] > 0.0)  # the first trained step does learn

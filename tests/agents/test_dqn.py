@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlmem.agents.batching import TAPE, SegmentBatching
 from rlmem.agents.dqn import DQN
+from rlmem.agents.networks import NetworkSettings
 from rlmem.memory import make_memory
 from tests.agents import reference as ref
 
@@ -15,8 +17,9 @@ F, A, E, T = 4, 3, 2, 10
 
 
 def mlp_dqn(**kw) -> DQN:
-    settings = dict(num_envs=E, buffer_capacity=64, batch_size=16, hidden_size=8,
-                    updates_per_learn=2, target_delay=4)
+    settings = dict(num_envs=E, buffer_capacity=64, batch_size=16,
+                    network=NetworkSettings(hidden_size=8), updates_per_learn=2,
+                    target_delay=4, random_epochs=0, train_epochs=1000)
     settings.update(kw)
     return DQN(make_memory("mlp", output_size=8), F, A, **settings)
 
@@ -28,8 +31,8 @@ def leaves_equal(a, b) -> bool:
 
 @pytest.mark.parametrize("batching", ["tape", "segment"])
 def test_random_phase_only_stores_then_updates_run(batching):
-    kw = dict(segment_length=4, burn_in=2, initial_state="stored") if batching == "segment" else {}
-    algo = mlp_dqn(random_epochs=3, batching=batching, **kw)
+    kind = SegmentBatching(4, burn_in=2, initial_state="stored") if batching == "segment" else TAPE
+    algo = mlp_dqn(random_epochs=3, batching=kind)
     state = jax.jit(algo.init)(jax.random.key(0))
     learn = jax.jit(algo.learn)
     streams = ref.random_streams(np.random.default_rng(1), E, T, F, A, p_end=0.3)
@@ -69,8 +72,9 @@ def test_act_is_uniform_in_random_phase_then_mostly_greedy():
 
 
 def test_stored_state_act_returns_the_carry_before_obs():
-    algo = DQN(make_memory("gru", output_size=8), F, A, batching="segment", segment_length=4,
-               initial_state="stored", batch_size=8, hidden_size=8, buffer_capacity=32)
+    algo = DQN(make_memory("gru", output_size=8), F, A,
+               batching=SegmentBatching(4, initial_state="stored"), batch_size=8,
+               network=NetworkSettings(hidden_size=8), buffer_capacity=32)
     state = jax.jit(algo.init)(jax.random.key(0))
     carry = jax.random.normal(jax.random.key(1), (E, 8))
     obs, start = jnp.ones((E, F)), jnp.zeros(E, bool)
@@ -88,10 +92,9 @@ def test_stored_state_act_returns_the_carry_before_obs():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(batching="tapes"), r"batching must be one of \('tape', 'segment'\), got 'tapes'"),
-        (dict(burn_in=2), r"burn_in and initial_state='stored' only apply to batching='segment'"),
-        (dict(batching="segment", initial_state="zeros"), r"initial_state must be one of"),
-        (dict(batching="segment", batch_size=8, segment_length=10), r"batch_size \(8\) must be"),
+        (dict(batching="tape"), r"batching must be rlmem.agents.batching.TapeBatching\(\)"),
+        (dict(batching=SegmentBatching(10), batch_size=8),
+         r"algo.batch_size=8 cannot hold one segment of batching.segment_length=10"),
         (dict(gamma=1.5), r"gamma must be in \[0, 1\], got 1.5"),
         (dict(target_delay=0), r"target_delay must be >= 1"),
         (dict(batch_size=0), r"batch_size must be a positive int, got 0"),

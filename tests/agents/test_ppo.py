@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from rlmem.agents.base import Rollout
+from rlmem.agents.batching import TAPE, SegmentBatching
+from rlmem.agents.networks import NetworkSettings
+from rlmem.agents.optim import OptimSettings
 from rlmem.agents.ppo import PPO
 from rlmem.memory import make_memory
 from tests.agents import reference as ref
@@ -21,8 +24,10 @@ FFM = dict(trace_size=4, context_size=2, output_size=16)
 
 def build(**kw) -> PPO:
     kw = dict(update_epochs=2, num_minibatches=2) | kw
-    return PPO(make_memory("ffm", **FFM), F, A, gamma=GAMMA, gae_lambda=LAM, hidden_size=16,
-               segment_length=L, **kw)
+    batching, initial_state = kw.pop("batching", "tape"), kw.pop("initial_state", "zeros")
+    kind = SegmentBatching(L, initial_state=initial_state) if batching == "segment" else TAPE
+    return PPO(make_memory("ffm", **FFM), F, A, gamma=GAMMA, gae_lambda=LAM,
+               network=NetworkSettings(hidden_size=16), batching=kind, **kw)
 
 
 def acted_rollout(algo: PPO, state, streams) -> Rollout:
@@ -84,7 +89,7 @@ def test_values_and_gae_match_episode_prefix_references(setup):
         np.testing.assert_allclose(target[e], expected + v, rtol=1e-4, atol=1e-5)
 
 
-MODES = [("tape", "zero"), ("segment", "stored"), ("segment", "zero")]
+MODES = [("tape", "zeros"), ("segment", "stored"), ("segment", "zeros")]
 
 
 def take(tree, index):
@@ -121,7 +126,7 @@ def test_units_keep_time_order_and_hold_the_replayed_behaviour(setup, batching, 
         np.testing.assert_allclose(units.value[u], value, rtol=1e-5, atol=1e-6)
 
     acting = rollout.extras["log_prob"].reshape(units.log_prob.shape)
-    if initial_state == "zero" and batching == "segment":
+    if initial_state == "zeros" and batching == "segment":
         # Truncated segments forget what came before them: the replay is not the acting
         # policy, which is why the behaviour must be recomputed rather than taken from act.
         assert not np.allclose(units.log_prob, acting, atol=1e-5)
@@ -172,11 +177,12 @@ def test_segment_learn_runs_every_minibatch(setup):
 
 def test_bad_shapes_and_settings_raise(setup):
     _, state, rollout = setup
-    with pytest.raises(ValueError, match=r"segment_length \(5\) must divide the rollout length"):
-        PPO(make_memory("ffm", **FFM), F, A, batching="segment", segment_length=5,
-            hidden_size=16).make_units(state.params, rollout)
-    with pytest.raises(ValueError, match=r"num_minibatches \(3\) must divide"):
-        PPO(make_memory("ffm", **FFM), F, A, num_minibatches=3, hidden_size=16).learn(
+    small = NetworkSettings(hidden_size=16)
+    with pytest.raises(ValueError, match=r"segment_length=5 must divide the rollout length"):
+        PPO(make_memory("ffm", **FFM), F, A, batching=SegmentBatching(5),
+            network=small).make_units(state.params, rollout)
+    with pytest.raises(ValueError, match=r"num_minibatches=3 must divide"):
+        PPO(make_memory("ffm", **FFM), F, A, num_minibatches=3, network=small).learn(
             state, rollout, jax.random.key(0)
         )
     with pytest.raises(ValueError, match="clip_eps must be > 0"):
@@ -186,7 +192,9 @@ def test_bad_shapes_and_settings_raise(setup):
 def test_solves_a_contextual_bandit():
     """One-step episodes: observation = one-hot context, reward 1 for action == context."""
     n_envs, steps, iterations = 16, 4, 30
-    algo = PPO(make_memory("mlp", output_size=16), A, A, hidden_size=16, learning_rate=1e-2,
+    algo = PPO(make_memory("mlp", output_size=16), A, A, network=NetworkSettings(hidden_size=16),
+               optim=OptimSettings(learning_rate=1e-2, warmup_updates=0, max_grad_norm=0.5,
+                             adam_eps=1e-5),
                update_epochs=2, num_minibatches=2, ent_coef=0.0)
 
     def iteration(state, key):

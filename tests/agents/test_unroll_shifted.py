@@ -12,6 +12,7 @@ import pytest
 
 from rlmem.agents import batching as bt
 from rlmem.agents.dqn import DQN, td_loss
+from rlmem.agents.networks import NetworkSettings
 from rlmem.data.tape_sampler import sample_tape
 from rlmem.memory import make_memory
 from tests.agents import reference as ref
@@ -25,7 +26,7 @@ MEMORIES = {
 
 def build(name: str) -> DQN:
     return DQN(make_memory(name, **MEMORIES[name]), F, A, num_envs=E, buffer_capacity=E * T,
-               batch_size=B, gamma=0.9, hidden_size=16)
+               batch_size=B, gamma=0.9, network=NetworkSettings(hidden_size=16))
 
 
 @pytest.fixture(scope="module", params=sorted(MEMORIES))
@@ -85,7 +86,7 @@ def test_dqn_loss_and_gradient_equal_two_passes(setup, seed):
 
 
 def test_needs_a_memoroid():
-    algo = DQN(make_memory("gru", output_size=8), F, A, hidden_size=8)
+    algo = DQN(make_memory("gru", output_size=8), F, A, network=NetworkSettings(hidden_size=8))
     batch = jax.tree.map(lambda x: x[0], ref.random_streams(np.random.default_rng(0), 1, 6, F, A))
     with pytest.raises(ValueError, match="memoroid"):
         bt.unroll_tape_shifted(algo.network, None, batch)

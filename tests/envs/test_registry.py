@@ -7,6 +7,7 @@ import popgym.envs as pe
 import pytest
 
 from rlmem.envs import FAMILIES, POPGYM_IDS, make, registry
+from rlmem.registry import Registry
 
 
 def test_popgym_ids_are_popgyms():
@@ -74,7 +75,8 @@ def test_every_gymnax_id_makes(name):
 
 
 def test_missing_family_only_breaks_its_own_ids(monkeypatch):
-    monkeypatch.setitem(registry.FAMILIES, "Battleship", ("no_such_module", "Battleship"))
+    broken = {**registry.FAMILIES, "Battleship": "no_such_module:Battleship"}
+    monkeypatch.setattr(registry, "FAMILIES", Registry("POPGym family", broken))
     with pytest.raises(ImportError):
         make("BattleshipEasy")
     make("RepeatFirstEasy")

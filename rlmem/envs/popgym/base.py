@@ -8,6 +8,7 @@ action (a board coordinate) counts every combination, which is how the wrappers 
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from gymnax.environments import environment
 
@@ -23,3 +24,14 @@ class PopgymEnv(environment.Environment):
         if isinstance(space, spaces.MultiDiscrete):
             return int(np.prod(space.nvec))
         return int(space.n)
+
+
+class LastObsEnv(PopgymEnv):
+    """A game whose observation is one int32 its step writes into `state.last_obs` (0
+    after reset): what the last action revealed (Battleship: a hit; MineSweeper: the mine
+    count around the tile; MultiarmedBandit: a payout)."""
+
+    def get_obs(self, state: environment.EnvState, params: environment.EnvParams | None = None,
+                key: jax.Array | None = None) -> jax.Array:
+        """int32 scalar: `state.last_obs`."""
+        return state.last_obs

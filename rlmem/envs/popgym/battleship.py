@@ -28,7 +28,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
-from rlmem.envs.popgym.base import PopgymEnv
+from rlmem.envs.popgym.base import LastObsEnv
 
 
 @struct.dataclass
@@ -94,7 +94,7 @@ def place_ship(key: jax.Array, board: jax.Array, size: jax.Array) -> jax.Array:
     return board | jnp.where(vertical == 1, along_col, along_row)
 
 
-class Battleship(PopgymEnv):
+class Battleship(LastObsEnv):
     """Battleship with a hidden board.
 
     Args:
@@ -174,12 +174,6 @@ class Battleship(PopgymEnv):
             time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
-
-    def get_obs(
-        self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None
-    ) -> jax.Array:
-        """int32 scalar: 1 when the last shot hit (0 after reset)."""
-        return state.last_obs
 
     def action_space(self, params: EnvParams | None = None) -> spaces.MultiDiscrete:
         return spaces.MultiDiscrete([self.board_size, self.board_size])

@@ -23,7 +23,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
-from rlmem.envs.popgym.base import PopgymEnv
+from rlmem.envs.popgym.base import LastObsEnv
 
 # difficulty -> ((rows, cols), num_mines), as popgym's constructor defines them.
 DIFFICULTIES = {
@@ -75,7 +75,7 @@ def neighbor_counts(mines: jax.Array) -> jax.Array:
     )
 
 
-class MineSweeper(PopgymEnv):
+class MineSweeper(LastObsEnv):
     """MineSweeper with a hidden board.
 
     Args:
@@ -140,12 +140,6 @@ class MineSweeper(PopgymEnv):
             time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
-
-    def get_obs(
-        self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None
-    ) -> jax.Array:
-        """int32 scalar: mine count around the last revealed tile (0 after reset)."""
-        return state.last_obs
 
     def action_space(self, params: EnvParams | None = None) -> spaces.MultiDiscrete:
         return spaces.MultiDiscrete(list(self.dims))

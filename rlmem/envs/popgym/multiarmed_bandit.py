@@ -20,7 +20,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
-from rlmem.envs.popgym.base import PopgymEnv
+from rlmem.envs.popgym.base import LastObsEnv
 
 
 @struct.dataclass
@@ -54,7 +54,7 @@ def payout_draw(key: jax.Array) -> jax.Array:
     return jax.random.uniform(key, dtype=jnp.float32)
 
 
-class MultiarmedBandit(PopgymEnv):
+class MultiarmedBandit(LastObsEnv):
     """Episodic multi-armed bandit.
 
     Args:
@@ -98,12 +98,6 @@ class MultiarmedBandit(PopgymEnv):
             time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
-
-    def get_obs(
-        self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None
-    ) -> jax.Array:
-        """int32 scalar: 1 when the last pull paid out (0 after reset)."""
-        return state.last_obs
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_bandits)

@@ -1,8 +1,8 @@
-"""Argument checks shared by the algorithms' constructors.
+"""Argument checks shared across rlmem: one wording per kind of bad value.
 
 Each raises a `ValueError` naming the argument, the value and what is allowed, so a bad
-config fails when the algorithm is built rather than deep inside a jitted update. A value
-of the wrong type (`gamma="abc"`), a bool where a number belongs, and NaN or infinity are
+argument fails where it is passed rather than deep inside a jitted function. A value of
+the wrong type (`gamma="abc"`), a bool where a number belongs, and NaN or infinity are
 refused the same way, never with a `TypeError` from a comparison. (Configs are checked
 earlier still, naming the `algo.<key>`: `rlmem.config_ranges`.)
 """
@@ -10,6 +10,7 @@ earlier still, naming the `algo.<key>`: `rlmem.config_ranges`.)
 from __future__ import annotations
 
 import math
+import numbers
 
 
 def _finite(value: object) -> float | None:
@@ -23,11 +24,21 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def positive_int(name: str, value: object) -> int:
+    """`value` as a Python int if it is an integer >= 1 (numpy ints too, bools never).
+
+    Raises:
+      ValueError: `"{name} must be a positive int, got {value!r}"`.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def check_positive_ints(**values: int) -> None:
-    """Raise unless every value is a positive int (bools are rejected)."""
+    """Raise unless every value is a positive int (`positive_int`, named by its keyword)."""
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(name, value)
 
 
 def check_unit_interval(**values: float) -> None:
