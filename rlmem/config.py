@@ -158,7 +158,7 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
         rollout=loop_cfg["rollout"],
         num_envs=loop_cfg["num_envs"],
         rollout_steps=loop_cfg["rollout_steps"],
-        resets_per_step=loop_cfg["resets_per_step"] or loop_cfg["num_envs"],
+        resets_per_step=loop_cfg["resets_per_step"],  # null: VecEnv's default
         eval_interval=ev["interval"],
         eval_episodes=ev["episodes"],
         eval_max_steps=ev["max_steps"],

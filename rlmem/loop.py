@@ -111,7 +111,8 @@ class LoopSettings:
     Attributes:
       num_envs: envs stepped in parallel per seed.
       rollout_steps: steps per env per iteration (`"episode"`: at most this many).
-      resets_per_step: fresh reset states computed per step (VecEnv's optimistic resets).
+      resets_per_step: finished envs reset per pass of `VecEnv`'s reset loop (a speed knob:
+        results do not depend on it); None: `VecEnv`'s default.
       eval_interval: iterations between evaluations.
       eval_episodes: greedy episodes per evaluation (run as parallel envs).
       eval_max_steps: bound on an evaluation episode's length (the env's time limit).
@@ -120,7 +121,7 @@ class LoopSettings:
 
     num_envs: int
     rollout_steps: int
-    resets_per_step: int
+    resets_per_step: int | None
     eval_interval: int
     eval_episodes: int
     eval_max_steps: int
@@ -195,7 +196,7 @@ class Loop:
     _traced: dict = field(default_factory=dict, compare=False, repr=False)  # facts seen tracing
 
     # -- construction -----------------------------------------------------------------
-    def _vec(self, num_envs: int, resets_per_step: int):
+    def _vec(self, num_envs: int, resets_per_step: int | None):
         make = self.make_vec_env
         if make is None:
             from rlmem.envs.vector import VecEnv as make
@@ -207,8 +208,9 @@ class Loop:
 
     @property
     def eval_env(self):
-        # Only the first episode of each eval env counts, so one reset per step is plenty.
-        return self._vec(self.settings.eval_episodes, 1)
+        # VecEnv resets exactly the envs that finished (results do not depend on the reset
+        # budget), so its default serves evaluation too.
+        return self._vec(self.settings.eval_episodes, None)
 
     def init_one(self, key: jax.Array) -> LoopState:
         """A fresh `LoopState` for one seed from its key."""

@@ -14,7 +14,8 @@ Table sections (each one function returning the cells it measures; `SECTIONS` li
   one jitted `grad` of `sum(y ** 2)` w.r.t. the parameters over one tape of T steps
   (input size 32, about 1% of steps start an episode), T in {1k, 10k, 100k}, scan in
   {associative, sequential} (GRU, LSTM and MLP only have the sequential one).
-* `envs`: `rlmem.envs.VecEnv` env steps/s (optimistic resets, `resets_per_step = N // 8`)
+* `envs`: `rlmem.envs.VecEnv` env steps/s (resets of the finished envs only, default
+  `resets_per_step`)
   for RepeatFirstEasy and PositionOnlyCartPoleEasy, N in {1k, 4k, 16k, 64k} envs stepped
   `2**22 / N` times with random actions inside one jitted `lax.scan`.
 * `returns`: `discounted_returns` and `gae` (`rlmem.memory.returns`) over one tape of 10k

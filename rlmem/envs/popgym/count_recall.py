@@ -22,8 +22,9 @@ from rlmem.envs.popgym import deck
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """`time`: steps taken; `values`, `queries`: `[N]` card ids in deal order;
-    `counts`: `[C]` int32, how often each value was dealt in `values[0..time]`."""
+    """`time`: steps taken; `values`, `queries`: `[N]` card ids in deal order
+    (:func:`deck.card_dtype`); `counts`: `[C]` int32, how often each value was dealt in
+    `values[0..time]`."""
 
     values: jax.Array
     queries: jax.Array
@@ -69,13 +70,13 @@ class CountRecall(deck.CardGame):
         return self.get_obs(state, params), state, reward, terminated, {}
 
     def reset_env(self, key, params: EnvParams):
-        key_values, key_queries = jax.random.split(key)
-        values = deck.shuffled_deck(key_values, self.num_decks)
+        # Both decks in one batched shuffle (the same decks as two separate calls).
+        values, queries = jax.vmap(self.deal)(jax.random.split(key))
         first = deck.attribute(values[0], self.deck_type)
         state = EnvState(
             time=jnp.int32(0),
             values=values,
-            queries=deck.shuffled_deck(key_queries, self.num_decks),
+            queries=queries,
             counts=jnp.zeros(self.num_distinct, jnp.int32).at[first].add(1),
         )
         return self.get_obs(state, params), state

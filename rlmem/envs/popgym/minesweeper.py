@@ -23,6 +23,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from rlmem.envs import spaces
+from rlmem.envs.popgym import deck
 from rlmem.envs.popgym.base import LastObsEnv
 
 # difficulty -> ((rows, cols), num_mines), as popgym's constructor defines them.
@@ -130,7 +131,9 @@ class MineSweeper(LastObsEnv):
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """Hides exactly `num_mines` mines on distinct tiles, uniformly."""
         num_tiles = self.dims[0] * self.dims[1]
-        flat = jax.random.permutation(key, num_tiles)[: self.num_mines]
+        # The card games' shuffle: exactly uniform, and batched (a vector env's resets)
+        # several times faster than `jax.random.permutation`.
+        flat = deck.permutation(key, num_tiles)[: self.num_mines]
         mines = jnp.zeros(num_tiles, bool).at[flat].set(True).reshape(self.dims)
         state = EnvState(
             mines=mines,
