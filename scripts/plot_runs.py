@@ -100,9 +100,16 @@ def _order(name: str) -> tuple[int, float, str]:
     return (2, 0.0, name)
 
 
+def step_unit(runs: list[Path]) -> str:
+    """What the logged `step` counts: episodes with `loop.rollout=episode`, else env
+    steps (`rlmem.loop.LoopSettings.step_unit`); the runs' first config decides."""
+    config = yaml.safe_load((runs[0] / ".hydra" / "config.yaml").read_text()) if runs else {}
+    return "episodes" if (config.get("loop") or {}).get("rollout") == "episode" else "env steps"
+
+
 def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
                    threshold: float | None = None, vline: float | None = None,
-                   seed: int = 0) -> str:
+                   seed: int = 0, unit: str = "env steps") -> str:
     """Write the PNG to `out`; return the markdown table.
 
     The "mean over steps" column (a normalised area under the curve, a sample-efficiency
@@ -140,7 +147,7 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
         rows.append(f"| {name} | {len(series)} | " + " | ".join(cells) + " |")
     if vline is not None:
         ax.axvline(vline, color="grey", ls=":", lw=1)
-    ax.set_xlabel("env steps (per seed)")
+    ax.set_xlabel(f"{unit} (per seed)")
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=8.5)
     ax.grid(alpha=0.3)
@@ -166,9 +173,11 @@ def main() -> None:
     parser.add_argument("--vline", type=float, default=None,
                         help="x position of a dotted vertical line (e.g. end of random phase)")
     args = parser.parse_args()
-    curves = load_curves(find_runs(args.paths), args.label, args.metric)
+    runs = find_runs(args.paths)
+    curves = load_curves(runs, args.label, args.metric)
     title = args.title or f"{args.metric}: mean and 95% bootstrap CI over seeds"
-    print(plot_and_table(curves, args.metric, args.out, title, args.threshold, args.vline))
+    print(plot_and_table(curves, args.metric, args.out, title, args.threshold, args.vline,
+                         unit=step_unit(runs)))
     print(f"\nwrote {args.out}")
 
 
