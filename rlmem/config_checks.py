@@ -298,7 +298,7 @@ def _algo_args(algo: dict) -> dict:
     plus the network block's fields (for the memory estimate of `config_ranges`)."""
     params = inspect.signature(ALGORITHMS.load(algo["name"])).parameters.values()
     defaults = {p.name: p.default for p in params if p.default is not p.empty}
-    flat = defaults | {k: v for k, v in algo.items() if k != "name" and k not in ALGO_BLOCKS}
+    flat = defaults | {k: v for k, v in algo.items() if k != "name"}
     network = dataclasses.asdict(NetworkSettings()) | (algo.get("network") or {})
     return {k: v for k, v in flat.items() if k not in ALGO_BLOCKS} | network
 
@@ -316,17 +316,17 @@ def _validate_algo(c: dict) -> None:
                 f"algo.{key}={kwargs[key]!r} is not allowed: config.py wires it from "
                 f"{source}; remove it and set {source} instead"
             )
+    accepted = inspect.signature(cls).parameters
     for key, value in kwargs.items():
+        if key in accepted:
+            continue
         if key in MOVED_ALGO_KEYS:
             raise ConfigError(
                 f"algo.{key}={value!r}: this key is now {MOVED_ALGO_KEYS[key]} (the "
                 f"optimiser and network settings have their own blocks); write "
                 f"{MOVED_ALGO_KEYS[key]}={value!r}"
             )
-    accepted = inspect.signature(cls).parameters
-    for key in kwargs:
-        moved = close_matches(key, MOVED_ALGO_KEYS, n=1)
-        if key not in accepted and moved:
+        if moved := close_matches(key, MOVED_ALGO_KEYS, n=1):
             raise ConfigError(
                 f"unknown config key 'algo.{key}' for algo.name={algo['name']!r} (did you "
                 f"mean {moved[0]!r}? it is {MOVED_ALGO_KEYS[moved[0]]}); remove it or write "

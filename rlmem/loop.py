@@ -104,6 +104,11 @@ class LoopState:
 ROLLOUT_MODES = ("steps", "episode")
 
 
+def step_unit_of(rollout: str) -> str:
+    """What a run's step axis (logs, checkpoints, progress) counts under `loop.rollout`."""
+    return "episodes" if rollout == "episode" else "env steps"
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     """Static sizes of the loop (Python ints: they fix array shapes).
@@ -139,7 +144,7 @@ class LoopSettings:
     @property
     def step_unit(self) -> str:
         """What the run's step axis (logs, checkpoints, progress) counts."""
-        return "episodes" if self.rollout == "episode" else "env steps"
+        return step_unit_of(self.rollout)
 
     def step_of(self, iterations: int) -> int:
         """The step-axis value after `iterations` iterations, the same for every seed:

@@ -25,7 +25,9 @@ import matplotlib
 import numpy as np
 import yaml
 
+from rlmem.loop import step_unit_of
 from rlmem.metrics import METRICS_FILE, read_metrics
+from rlmem.rundir import HYDRA_SUBDIR
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -66,7 +68,7 @@ def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
     """Per group: the common env steps and one curve per seed (`metric` at those steps)."""
     seeds: dict[str, list[dict[int, float]]] = defaultdict(list)
     for run in runs:
-        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config = run_config(run)
         per_seed: dict[int, dict[int, float]] = defaultdict(dict)
         for row in read_metrics(run / METRICS_FILE):
             if row.get(metric) is not None:  # null = no data at that step
@@ -100,11 +102,16 @@ def _order(name: str) -> tuple[int, float, str]:
     return (2, 0.0, name)
 
 
+def run_config(run: Path) -> dict[str, Any]:
+    """The composed config a run recorded (`<run>/.hydra/config.yaml`)."""
+    return yaml.safe_load((run / HYDRA_SUBDIR / "config.yaml").read_text())
+
+
 def step_unit(runs: list[Path]) -> str:
-    """What the logged `step` counts: episodes with `loop.rollout=episode`, else env
-    steps (`rlmem.loop.LoopSettings.step_unit`); the runs' first config decides."""
-    config = yaml.safe_load((runs[0] / ".hydra" / "config.yaml").read_text()) if runs else {}
-    return "episodes" if (config.get("loop") or {}).get("rollout") == "episode" else "env steps"
+    """What the logged `step` counts (`rlmem.loop.step_unit_of` the runs' `loop.rollout`;
+    the first run's config decides)."""
+    config = run_config(runs[0]) if runs else {}
+    return step_unit_of((config.get("loop") or {}).get("rollout", "steps"))
 
 
 def plot_and_table(curves: Curves, metric: str, out: Path, title: str,

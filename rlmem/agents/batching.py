@@ -25,6 +25,9 @@ config's `batching.*`, spelled as in the YAML), and the only place below `rlmem.
 that knows the mode. An algorithm holds one and asks it to sample a replay batch, to
 unroll its network over a batch, whether acting must record carries (`stores_carry`), and
 how a rollout is cut into learning units (PPO).
+
+(Over 400 lines on purpose: this is the one place the modes differ; the two objects sit
+next to the unroll and sampling functions they dispatch to.)
 """
 
 from __future__ import annotations

@@ -219,8 +219,9 @@ class PPO(RecurrentAgent):
         if num_envs is not None and rollout_steps is not None:
             self.check_rollout(num_envs, rollout_steps)
 
-    def check_rollout(self, num_envs: int, rollout_steps: int) -> None:
-        """Refuse a rollout shape this PPO cannot cut into equal minibatches of units."""
+    def check_rollout(self, num_envs: int, rollout_steps: int) -> int:
+        """The training units of a rollout `[num_envs, rollout_steps]`; refuses a shape
+        this PPO cannot cut into equal minibatches of them."""
         units = self.batching.num_units(num_envs, rollout_steps)
         if units % self.num_minibatches:
             per_stream = (" * rollout_steps / batching.segment_length"
@@ -230,6 +231,7 @@ class PPO(RecurrentAgent):
                 f"training sequences per rollout (loop.num_envs{per_stream}); allowed: "
                 f"{bt.divisors(units)}"
             )
+        return units
 
     # -- the Algorithm protocol (rlmem/agents/base.py) ---------------------------------
 
@@ -263,8 +265,7 @@ class PPO(RecurrentAgent):
     ) -> tuple[PPOState, dict[str, jax.Array]]:
         """`update_epochs` x `num_minibatches` gradient steps on one rollout `[E, T]`."""
         num_envs, length = rollout.transition.reward.shape
-        self.check_rollout(num_envs, length)
-        num_units = self.batching.num_units(num_envs, length)
+        num_units = self.check_rollout(num_envs, length)
         per_batch = num_units // self.num_minibatches
         units, carry = self.make_units(state.params, rollout)
 
