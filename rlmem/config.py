@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rlmem import config_ranges as cr
+from rlmem import sweep
 from rlmem.agents.batching import Batching, SegmentBatching, TapeBatching
 from rlmem.agents.networks import NetworkSettings
 from rlmem.agents.optim import OptimSettings
@@ -35,6 +36,7 @@ from rlmem.config_checks import (  # noqa: F401  (re-exported: the config API in
 )
 from rlmem.loop import Loop, LoopSettings
 from rlmem.settings import CheckpointSettings, LoggerSettings
+from rlmem.sweep import Member, Run
 
 # Keys that do not change what a checkpoint holds: a run may be resumed with other values
 # (None: the whole section).
@@ -57,7 +59,10 @@ class Experiment:
       batching: `TapeBatching` or `SegmentBatching` (from `batching.*`).
       algo: the algorithm (rlmem.agents).
       loop: the training loop (its `settings` are `loop.*` and `eval.*`).
-      seeds: the seed values trained side by side.
+      runs: the runs trained side by side (`rlmem.sweep.Run`): the seeds, or every
+        vectorised-sweep member with every seed (member-major).
+      members: the vectorised sweep's members (`sweep.vmap`; `()`: not a sweep).
+      hparams: `{name: [R]}` each run's sweepable hyper-parameters (`Loop.init`).
       iterations: total iterations to run.
       chunk_periods: evaluation periods per compiled call.
       checkpoint: `checkpoint.*`, the interval resolved (null: only at the end).
@@ -72,7 +77,9 @@ class Experiment:
     batching: Batching
     algo: Any
     loop: Loop
-    seeds: tuple[int, ...]
+    runs: tuple[Run, ...]
+    members: tuple[Member, ...]
+    hparams: dict[str, tuple[float, ...]]
     iterations: int
     chunk_periods: int
     checkpoint: CheckpointSettings
@@ -91,6 +98,15 @@ class Experiment:
             kept[key] = ({k: v for k, v in value.items() if k not in run_only}
                          if run_only else value)
         return kept
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """Each run's seed (`[R]`; a sweep repeats them across its members)."""
+        return tuple(run.seed for run in self.runs)
+
+    def init_state(self):
+        """The runs' fresh vmapped `LoopState` (leaves `[R, ...]`)."""
+        return self.loop.init(self.seeds, self.hparams)
 
     @property
     def total_steps(self) -> int:
@@ -152,8 +168,18 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
             f"loop.rollout='episode' cannot be served by algo.name={c['algo']['name']!r} "
             "(it learns from fixed-length rollout windows); allowed: loop.rollout=steps"
         )
-    _check_fits_memory(c, int(env.observation_space(params).shape[-1]))
+    members = sweep.members(c["sweep"]["vmap"])
+    seeds = tuple(c["seed"] + i for i in range(c["num_seeds"]))
+    runs = sweep.runs(seeds, members)
+    _check_fits_memory(c, int(env.observation_space(params).shape[-1]), len(runs))
     algo = build_algorithm(c, env, params, memory, batching)
+    # Each member's algorithm is built from its own config (its constructor checks its
+    # values) only to read its hyper-parameters; the runs share `algo`'s program.
+    member_algos = {m.index: build_algorithm(sweep.member_config(c, m), env, params, memory,
+                                             batching) for m in members}
+    run_hparams = [(member_algos[r.member.index] if r.member else algo).hparams()
+                   for r in runs]
+    hparams = {name: tuple(h[name] for h in run_hparams) for name in algo.hparams()}
     settings = LoopSettings(
         rollout=loop_cfg["rollout"],
         num_envs=loop_cfg["num_envs"],
@@ -174,7 +200,9 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
         batching=batching,
         algo=algo,
         loop=loop,
-        seeds=tuple(c["seed"] + i for i in range(c["num_seeds"])),
+        runs=runs,
+        members=members,
+        hparams=hparams,
         iterations=loop_cfg["iterations"],
         chunk_periods=loop_cfg["chunk_periods"],
         checkpoint=CheckpointSettings(
@@ -191,11 +219,11 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
     )
 
 
-def _check_fits_memory(c: dict, obs_size: int) -> None:
+def _check_fits_memory(c: dict, obs_size: int, num_runs: int) -> None:
     """Refuse a replay (or a batch drawn from it) that can never fit in memory."""
     args = _algo_args(c["algo"])
     if "buffer_capacity" in args:
-        message = cr.fit_error(args, c["num_seeds"], c["loop"]["num_envs"], c["batching"],
+        message = cr.fit_error(args, num_runs, c["loop"]["num_envs"], c["batching"],
                                obs_size)
         if message:
             raise ConfigError(message)

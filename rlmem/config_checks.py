@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlmem import config_ranges as cr
+from rlmem import sweep
 from rlmem.agents.batching import INITIAL_STATES
 from rlmem.agents.networks import NetworkSettings
 from rlmem.agents.optim import OptimSettings
@@ -70,6 +71,7 @@ SCHEMA: dict[str, Any] = {
         "exclude_replay": _BOOL,
     },
     "logger": {"mode": _STR, "project": _STR, "group": _OPT_STR, "tags": (list,), "name": _OPT_STR},
+    "sweep": {"vmap": (dict, type(None))},
 }
 BATCHING_MODES = ("tape", "segment")  # batching.mode -> TapeBatching | SegmentBatching
 ROLLOUT_MODES = ("steps", "episode")  # rlmem.loop: fixed windows, or one whole episode per env
@@ -170,10 +172,29 @@ def to_container(cfg: DictConfig | Mapping) -> dict:
 def validate(cfg: DictConfig | Mapping) -> dict:
     """Check every key, type, name and combination; return the plain config dict.
 
+    A vectorised sweep (`sweep.vmap`, rlmem.sweep) is checked as its members: the keys
+    must be vmappable, and every member's own config must pass on its own.
+
     Raises:
       ConfigError: naming the key, the value and the allowed values.
     """
-    c = to_container(cfg)
+    c = _validate_one(to_container(cfg))
+    vmap = c["sweep"]["vmap"]
+    if vmap:
+        cls = ALGORITHMS.load(c["algo"]["name"])
+        if message := sweep.vmap_error(vmap, c["algo"]["name"], cls.sweepable):
+            raise ConfigError(message)
+        for member in sweep.members(vmap):
+            try:
+                _validate_one(sweep.member_config(c, member))
+            except ConfigError as err:
+                raise ConfigError(f"sweep.vmap member {member.index} ({member.label}): "
+                                  f"{err}") from err
+    return c
+
+
+def _validate_one(c: dict) -> dict:
+    """`validate` for one config, its `sweep.vmap` taken as given."""
     missing = [k for k in SCHEMA if k not in c]
     if missing:
         raise ConfigError(f"config is missing the top-level keys {missing}")

@@ -215,7 +215,8 @@ def replay_bytes_per_transition(obs_size: int) -> int:
 
 def fit_error(args: dict, seeds: int, streams: int, batching: dict, obs_size: int) -> str | None:
     """Why a replay algorithm's store, or one batch drawn from it, can never fit in memory
-    (None if it may). `args` are its full constructor arguments (`buffer_capacity`,
+    (None if it may). `seeds`: the runs side by side (seeds x vectorised-sweep members).
+    `args` are its full constructor arguments (`buffer_capacity`,
     `batch_size`, `hidden_size`); the bound is a lower one, so a refusal is always right."""
     capacity, batch_size = args["buffer_capacity"], args.get("batch_size", 1)
     row = replay_bytes_per_transition(obs_size)
@@ -223,7 +224,7 @@ def fit_error(args: dict, seeds: int, streams: int, batching: dict, obs_size: in
     available, where = available_memory()
     if replay > available:
         return (f"algo.buffer_capacity={capacity} needs at least {human_bytes(replay)} of "
-                f"replay ({seeds} seed(s) x {capacity} transitions x {row} B), more than the "
+                f"replay ({seeds} run(s) x {capacity} transitions x {row} B), more than the "
                 f"{human_bytes(available)} of {where}; allowed: algo.buffer_capacity <= "
                 f"{available // (seeds * row)}")
     # the sampled batch and at least one float32 hidden activation per step

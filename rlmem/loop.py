@@ -34,7 +34,7 @@ stages of one compiled call and share `LoopState` and the seed-map rules above.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,9 @@ class LoopState:
       nonfinite_metric: `[]` int32, -1 while every learn metric and parameter is finite;
         then the index (`Loop.nonfinite_names`) of the first non-finite one.
       nonfinite_env_step: `[]` int32, `env_steps` when it was first seen (-1 before).
+      hparams: `{name: []}` float32, this run's values of the algorithm's sweepable
+        hyper-parameters (`algo.hparams()`; a vectorised sweep gives every member its
+        own). The loop binds them (`algo.bind`) wherever it calls the algorithm.
     """
 
     algo: PyTree
@@ -87,6 +90,7 @@ class LoopState:
     best_eval_return: jax.Array
     nonfinite_metric: jax.Array
     nonfinite_env_step: jax.Array
+    hparams: dict[str, jax.Array]
 
     # Episodes are counted once, by the envs' `EpisodeStatistics` wrapper (`VecEnv` puts
     # it outermost), never by the loop: these read its running counters.
@@ -217,13 +221,21 @@ class Loop:
         # budget), so its default serves evaluation too.
         return self._vec(self.settings.eval_episodes, None)
 
-    def init_one(self, key: jax.Array) -> LoopState:
-        """A fresh `LoopState` for one seed from its key."""
+    def bound(self, hparams: dict[str, jax.Array]):
+        """The algorithm with one run's hyper-parameters bound (`LoopState.hparams`)."""
+        return self.algo.bind(hparams) if hparams else self.algo
+
+    def default_hparams(self) -> dict[str, float]:
+        """The algorithm's own sweepable values (`{}` for one that has none)."""
+        return dict(self.algo.hparams()) if hasattr(self.algo, "hparams") else {}
+
+    def init_one(self, key: jax.Array, hparams: dict[str, jax.Array]) -> LoopState:
+        """A fresh `LoopState` for one run from its key and hyper-parameters."""
         algo_key, env_key, loop_key, eval_key = jax.random.split(key, 4)
         n = self.settings.num_envs
         obs, env_state = self.vec_env.reset(env_key)
         return LoopState(
-            algo=self.algo.init(algo_key),
+            algo=self.bound(hparams).init(algo_key),
             env_state=env_state,
             obs=obs,
             start=jnp.ones((n,), bool),
@@ -237,13 +249,32 @@ class Loop:
             best_eval_return=jnp.full((), -jnp.inf, jnp.float32),
             nonfinite_metric=jnp.full((), -1, jnp.int32),
             nonfinite_env_step=jnp.full((), -1, jnp.int32),
+            hparams=hparams,
         )
 
-    def init(self, seeds: Sequence[int]) -> LoopState:
-        """The vmapped state for `seeds`: every leaf `[S, ...]`."""
+    def init(self, seeds: Sequence[int],
+             hparams: Mapping[str, Sequence[float]] | None = None) -> LoopState:
+        """The vmapped state of `len(seeds)` runs: every leaf `[R, ...]`.
+
+        Args:
+          seeds: each run's seed (a vectorised sweep repeats them across its members).
+          hparams: `{name: [R] values}` for some of `algo.hparams()`; the others (all,
+            by default) take the algorithm's own values in every run.
+        """
+        values = {name: np.full(len(seeds), value, np.float32)
+                  for name, value in self.default_hparams().items()}
+        for name, run_values in (hparams or {}).items():
+            if name not in values:
+                raise ValueError(f"hparams: {name!r} is not a sweepable hyper-parameter of "
+                                 f"the algorithm; allowed: {sorted(values)}")
+            run_values = np.asarray(run_values, np.float32)
+            if run_values.shape != (len(seeds),):
+                raise ValueError(f"hparams[{name!r}] must have one value per run "
+                                 f"({len(seeds)}), got shape {run_values.shape}")
+            values[name] = run_values
         if "init" not in self._compiled:
             self._compiled["init"] = jax.jit(jax.vmap(self.init_one))
-        return self._compiled["init"](seed_keys(seeds))
+        return self._compiled["init"](seed_keys(seeds), values)
 
     # -- one iteration ----------------------------------------------------------------
     def _env_step(self, s: LoopState, key: jax.Array, live: jax.Array):
@@ -254,7 +285,8 @@ class Loop:
         `EpisodeStatistics` report them.
         """
         act_key, env_key = jax.random.split(key)
-        action, carry, extras = self.algo.act(s.algo, s.obs, s.start, s.carry, act_key)
+        action, carry, extras = self.bound(s.hparams).act(s.algo, s.obs, s.start, s.carry,
+                                                          act_key)
         obs, env_state, reward, terminated, truncated, info = self.vec_env.step(
             env_key, s.env_state, action
         )
@@ -370,15 +402,18 @@ class Loop:
             # Phased algorithms (DQN): store unconditionally, then one branch for all
             # seeds; only the updates sit inside the `cond` (a store written inside it
             # would be copied whole every iteration).
-            training = over_seeds(self.algo.wants_update)(states.algo)
-            algo = over_seeds(self.algo.observe)(states.algo, rollouts)
+            hp = states.hparams
+            training = over_seeds(lambda h, a: self.bound(h).wants_update(a))(hp, states.algo)
+            algo = over_seeds(lambda h, a, r: self.bound(h).observe(a, r))(
+                hp, states.algo, rollouts)
             train = lambda may_update: over_seeds(
-                lambda a, k, t: self.algo.update_phase(a, k, t, may_update))
+                lambda h, a, k, t: self.bound(h).update_phase(a, k, t, may_update))
             algo, metrics = jax.lax.cond(
-                jnp.any(training), train(True), train(False), algo, keys, training
+                jnp.any(training), train(True), train(False), hp, algo, keys, training
             )
         else:
-            algo, metrics = over_seeds(self.algo.learn)(states.algo, rollouts, keys)
+            algo, metrics = over_seeds(lambda h, a, r, k: self.bound(h).learn(a, r, k))(
+                states.hparams, states.algo, rollouts, keys)
 
         def after(state: LoopState, algo: PyTree, metrics: dict):
             names = tuple(sorted(metrics))
@@ -418,7 +453,8 @@ class Loop:
         return out
 
     # -- evaluation -------------------------------------------------------------------
-    def evaluate(self, algo_state: PyTree, key: jax.Array) -> dict[str, jax.Array]:
+    def evaluate(self, algo_state: PyTree, key: jax.Array,
+                 hparams: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
         """Greedy returns of `eval_episodes` episodes on envs seeded from `key`.
 
         Each eval env runs until its first episode ends (or `eval_max_steps`); what it
@@ -428,6 +464,7 @@ class Loop:
 
         Returns `{"return": [], "length": []}` means over the episodes.
         """
+        algo = self.bound(hparams or {})
         vec = self.eval_env
         n = self.settings.eval_episodes
         reset_key, key = jax.random.split(key)
@@ -439,7 +476,7 @@ class Loop:
 
         def body(c):
             t, obs, start, env_state, carry, done, ret, length = c
-            action, carry = self.algo.act_greedy(algo_state, obs, start, carry)
+            action, carry = algo.act_greedy(algo_state, obs, start, carry)
             obs, env_state, *_, info = vec.step(jax.random.fold_in(key, t), env_state, action)
             first = info["episode_done"] & ~done  # the env's first episode just ended
             ret = jnp.where(first, info["episode_return"], ret)
@@ -481,7 +518,7 @@ class Loop:
     def _end_period(self, state: LoopState, sums: dict, learn: dict):
         """One seed's evaluation and metrics at the end of a period (`sums`, `learn`: `[I]`)."""
         eval_key, key = jax.random.split(state.eval_key)
-        ev = self.evaluate(state.algo, key)
+        ev = self.evaluate(state.algo, key, state.hparams)
         best = jnp.maximum(state.best_eval_return, ev["return"])
         state = state.replace(eval_key=eval_key, eval_return=ev["return"], best_eval_return=best)
         count = jnp.sum(sums["count"])

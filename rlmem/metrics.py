@@ -6,12 +6,16 @@
     logger.close()
 
 * **One W&B run per seed**, all in `group`, each carrying the full config plus
-  ``run_seed``. Offline by default (no network needed; upload later with
+  ``run_seed``. In a vectorised sweep (`rlmem.sweep`) one per member and seed, grouped
+  by member (``<group>-<member label>``), each carrying its member's config. Offline by
+  default (no network needed; upload later with
   ``wandb sync run_dir/wandb/offline-run-*``), ``mode="online"`` streams, ``"disabled"``
   turns W&B off. Run ids live in ``run_dir/wandb_runs.json`` so a resumed run continues
   the same W&B runs.
 * **metrics.jsonl** gets one JSON line per seed and logged step:
-  ``{"step": 5000, "seed": 3, "train/loss": 0.12, "eval/return": null, ...}``. Non-finite
+  ``{"step": 5000, "seed": 3, "train/loss": 0.12, "eval/return": null, ...}``; a sweep's
+  rows also carry ``"member": k`` and the member's values under their config keys
+  (``"algo.gamma": 0.9``). Non-finite
   values (NaN = "no data yet", inf) are written as ``null`` and left out of W&B.
 * **Resume safety.** Each step's lines go out in one ``write`` on an ``O_APPEND`` file, so
   a line is normally whole or absent. When the file is reopened it is repaired: every
@@ -42,6 +46,7 @@ import numpy as np
 
 from rlmem.checks import positive_int
 from rlmem.rundir import METRICS_FILE, REJECTED_FILE, RUN_IDS_FILE
+from rlmem.sweep import Run, member_config
 
 MODES = ("offline", "online", "disabled")
 __all__ = ["METRICS_FILE", "MODES", "REJECTED_FILE", "RUN_IDS_FILE", "MetricsLogger",
@@ -57,16 +62,22 @@ def _scalar(value: Any) -> float | int | bool | None:
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
-    """The row of a complete line (a JSON object with int `step` and `seed`, ended by a
-    newline), or None."""
+    """The row of a complete line (a JSON object with int `step` and `seed`, and an int
+    `member` if any, ended by a newline), or None."""
     if not line.endswith(b"\n"):
         return None
     try:
         row = json.loads(line.decode("utf-8"))
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         return None
-    ok = isinstance(row, dict) and all(type(row.get(k)) is int for k in ("step", "seed"))
+    ok = (isinstance(row, dict) and all(type(row.get(k)) is int for k in ("step", "seed"))
+          and type(row.get("member", 0)) is int)
     return row if ok else None
+
+
+def _identity(row: dict[str, Any]) -> tuple[int, int, int]:
+    """What a row is the row of: `(step, member, seed)` (member -1 outside a sweep)."""
+    return row["step"], row.get("member", -1), row["seed"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -105,7 +116,7 @@ def _repair(path: Path, rejected: Path, num_seeds: int,
         return None, -1 if ever is None else ever
     kept: list[tuple[dict, bytes]] = []
     aside: list[tuple[str, bytes]] = []
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int, int]] = set()
     for line in path.read_bytes().splitlines(keepends=True):
         if not line.strip():
             continue
@@ -113,10 +124,10 @@ def _repair(path: Path, rejected: Path, num_seeds: int,
         if row is None:
             aside.append(("not a complete JSON row", line))
             continue
-        step, key = row["step"], (row["step"], row["seed"])
+        step, key = row["step"], _identity(row)
         ever = step if ever is None else max(ever, step)
         if key in seen:
-            aside.append(("a repeated (step, seed)", line))
+            aside.append(("a repeated (step, member, seed)", line))
         elif resume_step is not None and step > resume_step:
             aside.append((f"after the checkpoint at step {resume_step}; logged again", line))
         else:
@@ -149,6 +160,13 @@ def _repair(path: Path, rejected: Path, num_seeds: int,
     return max(steps, default=None), -1 if ever is None else ever
 
 
+def _member_columns(run: Run) -> dict[str, Any]:
+    """A sweep run's identity columns: `member` and the member's values by config key."""
+    if run.member is None:
+        return {}
+    return {"member": run.member.index, **run.member.values}
+
+
 def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
@@ -166,6 +184,7 @@ class MetricsLogger:
       project, group, tags, name: W&B project, group (e.g. the experiment or sweep), tags,
         and a run-name prefix (runs are named ``<name or group>-seed<seed>``).
       seeds: the seed of each index (default ``0..num_seeds-1``).
+      runs: instead of `seeds`, each index's `rlmem.sweep.Run` (seed and sweep member).
       resume_step: the step of the checkpoint the run resumes from (0: from scratch);
         the rows after it are set aside and logged again. None: keep every complete row.
     """
@@ -182,14 +201,22 @@ class MetricsLogger:
         tags: Sequence[str] = (),
         name: str | None = None,
         seeds: Sequence[int] | None = None,
+        runs: Sequence[Run] | None = None,
         resume_step: int | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"logger mode must be one of {MODES}, got mode={mode!r}")
         positive_int("num_seeds", num_seeds)
-        seeds = list(range(num_seeds)) if seeds is None else [int(s) for s in seeds]
-        if len(seeds) != num_seeds:
+        if runs is None:
+            seeds = list(range(num_seeds)) if seeds is None else [int(s) for s in seeds]
+            runs = [Run(seed) for seed in seeds]
+        runs, seeds = list(runs), [run.seed for run in runs]
+        if len(runs) != num_seeds:
             raise ValueError(f"seeds must have num_seeds={num_seeds} entries, got {seeds}")
+        keys = [run.key for run in runs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"every run needs its own seed or sweep member, got {keys}")
+        self.run_ids = runs
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.num_seeds, self.seeds, self.mode = num_seeds, seeds, mode
@@ -197,9 +224,9 @@ class MetricsLogger:
         self.last_step, self.wandb_step = _repair(
             self.path, self.run_dir / REJECTED_FILE, num_seeds, resume_step)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.runs: list[Any] = []
+        self.wandb_runs: list[Any] = []
         if mode != "disabled":
-            self.runs = self._start_wandb(config, project, group, tuple(tags), name)
+            self.wandb_runs = self._start_wandb(config, project, group, tuple(tags), name)
 
     def _start_wandb(self, config: dict, project: str, group: str | None,
                      tags: tuple[str, ...], name: str | None) -> list[Any]:
@@ -207,25 +234,30 @@ class MetricsLogger:
 
         ids_path = self.run_dir / RUN_IDS_FILE
         ids = json.loads(ids_path.read_text())["runs"] if ids_path.exists() else {}
-        missing = [s for s in self.seeds if str(s) not in ids]
+        missing = [run.key for run in self.run_ids if run.key not in ids]
         if missing:
-            ids.update({str(s): secrets.token_hex(4) for s in missing})
+            ids.update({key: secrets.token_hex(4) for key in missing})
             # Persist before starting the runs: a kill right after still resumes them.
             _write_json_atomic(ids_path, {"project": project, "group": group, "runs": ids})
         settings = wandb.Settings(console="off", x_disable_stats=True, quiet=True,
                                   x_save_requirements=False)
         runs = []
-        for seed in self.seeds:
+        for run in self.run_ids:
+            member, prefix, group_of, extra = run.member, name or group, group, {}
+            if member is not None:  # grouped by member; each named and configured as it
+                group_of = f"{group}-{member.label}" if group else member.label
+                prefix = f"{prefix}-{member.label}" if prefix else member.label
+                extra = {"sweep_member": member.index}
             runs.append(wandb.init(
                 project=project,
-                group=group,
+                group=group_of,
                 tags=list(tags),
-                name=f"{name or group}-seed{seed}" if (name or group) else None,
-                id=ids[str(seed)],
+                name=f"{prefix}-seed{run.seed}" if prefix else None,
+                id=ids[run.key],
                 resume="allow",
                 dir=str(self.run_dir),
                 mode=self.mode,
-                config={**config, "run_seed": seed},
+                config={**member_config(config, member), "run_seed": run.seed, **extra},
                 reinit="create_new",  # one live run per seed in this process
                 settings=settings,
             ))
@@ -255,8 +287,9 @@ class MetricsLogger:
                     f"[num_seeds]=({self.num_seeds},)")
             columns[str(key)] = arr
         rows = [
-            {"step": step, "seed": seed, **{k: _scalar(v[i]) for k, v in columns.items()}}
-            for i, seed in enumerate(self.seeds)
+            {"step": step, "seed": run.seed, **_member_columns(run),
+             **{k: _scalar(v[i]) for k, v in columns.items()}}
+            for i, run in enumerate(self.run_ids)
         ]
         data = "".join(json.dumps(row) + "\n" for row in rows).encode()
         while data:  # one write() in practice; loop only on a short write
@@ -265,17 +298,20 @@ class MetricsLogger:
         if step <= self.wandb_step:  # W&B had it before a repair set it aside
             return
         self.wandb_step = step
-        for run, row in zip(self.runs, rows, strict=False):  # no runs when disabled
-            # commit=True: W&B otherwise holds a row until the next step, and a kill right
-            # after this call would drop it from the W&B run (the jsonl has it already).
-            run.log({k: v for k, v in row.items()
-                     if k not in ("step", "seed") and v is not None}, step=step, commit=True)
+        for run, one, row in zip(self.wandb_runs, self.run_ids, rows, strict=False):
+            # (no W&B runs when disabled) commit=True: W&B otherwise holds a row until the
+            # next step, and a kill right after this call would drop it from the W&B run
+            # (the jsonl has it already). Only metrics: the run's identity columns are in
+            # its W&B config.
+            identity = {"step", "seed", *_member_columns(one)}
+            run.log({k: v for k, v in row.items() if k not in identity and v is not None},
+                    step=step, commit=True)
 
     def close(self) -> None:
         """Finish the W&B runs and close the file (idempotent)."""
-        for run in self.runs:
+        for run in self.wandb_runs:
             run.finish()
-        self.runs = []
+        self.wandb_runs = []
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -73,8 +73,8 @@ def _periods_left(iterations: int, done: int, interval: int) -> int:
     return (iterations - done) // interval
 
 
-def _divergence(state, loop, seeds) -> tuple[np.ndarray, str] | None:
-    """`(env step at detection [S], -1 where finite; message)` if any seed went
+def _divergence(state, loop, runs) -> tuple[np.ndarray, str] | None:
+    """`(env step at detection [R], -1 where finite; message)` if any run went
     non-finite, else None."""
     metric = np.asarray(state.nonfinite_metric)
     hit = np.flatnonzero(metric >= 0)
@@ -84,7 +84,7 @@ def _divergence(state, loop, seeds) -> tuple[np.ndarray, str] | None:
     env_step = np.asarray(state.nonfinite_env_step)
     what = lambda i: ("the parameters" if names[metric[i]] == "params"
                       else f"train/{names[metric[i]]}")
-    lines = [f"seed {seeds[i]}: {what(i)} became non-finite by env step {int(env_step[i])}"
+    lines = [f"{runs[i].label}: {what(i)} became non-finite by env step {int(env_step[i])}"
              for i in hit]
     message = (
         "training diverged (NaN/inf); the run stopped without saving the diverged state:\n  "
@@ -134,7 +134,7 @@ def run(
       progress: force the progress bar on/off (default: only on a TTY).
 
     Returns:
-      A summary: per-seed arrays `[S]` of the final `eval_return`, `best_eval_return`,
+      A summary: per-run arrays `[R]` (`exp.runs`) of the final `eval_return`, `best_eval_return`,
       the first evaluation's return of this call `first_eval_return` (None if nothing
       ran), plus `env_steps` (`[S]`), `run_dir` and the final `state` (a vmapped `LoopState`).
     """
@@ -149,7 +149,7 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     say(f"rlmem: run directory {run_dir.resolve()}")
 
-    state = loop.init(exp.seeds)
+    state = exp.init_state()
     # rlmem.rundir: locks run_dir (until checkpointer.close()), refuses a start that would
     # mix or lose runs, restores the latest valid checkpoint (None: start from step 0).
     checkpointer, restored = open_checkpoints(
@@ -170,12 +170,12 @@ def run(
         done_iterations = int(np.asarray(state.iterations)[0])
         # Refused before the metrics file is touched.
         periods_left = _periods_left(exp.iterations, done_iterations, settings.eval_interval)
-        state, sharding, placement = shard_seeds(state, len(exp.seeds))
+        state, sharding, placement = shard_seeds(state, len(exp.runs))
         if placement:
             say(f"rlmem: {placement}")
 
         logger = MetricsLogger(  # rows after resume_step are set aside and logged again
-            run_dir, num_seeds=len(exp.seeds), config=exp.config, seeds=exp.seeds,
+            run_dir, num_seeds=len(exp.runs), config=exp.config, runs=exp.runs,
             resume_step=resume_step, **dataclasses.asdict(exp.logger),
         )
         chunk = periods_per_chunk(max(periods_left, 1), exp.chunk_periods)
@@ -183,8 +183,10 @@ def run(
                        stream=stream, enabled=progress, unit=unit.split()[-1])
         first_eval = last_saved = None
         if periods_left:
-            say(f"rlmem: training {len(exp.seeds)} seed(s) for {exp.total_steps} {unit} "
-                f"each; compiling the training loop first ...")
+            what = (f"{len(exp.members)} sweep members x {len(exp.runs) // len(exp.members)}"
+                    f" seed(s)" if exp.members else f"{len(exp.runs)} seed(s)")
+            say(f"rlmem: training {what} for {exp.total_steps} {unit} each; compiling the "
+                "training loop first ...")
         while periods_left:
             n = min(chunk, periods_left)
             t0 = time.perf_counter()
@@ -194,14 +196,14 @@ def run(
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
             periods_left -= n
-            diverged = _divergence(state, loop, exp.seeds)
+            diverged = _divergence(state, loop, exp.runs)
             good = _periods_before(metrics, diverged)
             if first_eval is None and good:
                 first_eval = metrics["eval/return"][:, 0]
             env_steps = metrics["counters/env_steps"][:, -1] - env_steps_before
             _log_chunk(logger, settings, metrics, good,
                        {"perf/steps_per_second": env_steps / elapsed,
-                        "perf/chunk_seconds": np.full(len(exp.seeds), elapsed)})
+                        "perf/chunk_seconds": np.full(len(exp.runs), elapsed)})
             if diverged is not None:
                 raise DivergenceError(diverged[1])
             steps = settings.step_of(int(metrics["counters/iterations"][0, -1]))
@@ -222,8 +224,8 @@ def run(
 
     eval_return = np.asarray(state.eval_return)
     best = np.asarray(state.best_eval_return)
-    for i, seed in enumerate(exp.seeds):
-        say(f"rlmem: seed {seed}: eval return {eval_return[i]:.4f} (best {best[i]:.4f})")
+    for i, one in enumerate(exp.runs):
+        say(f"rlmem: {one.label}: eval return {eval_return[i]:.4f} (best {best[i]:.4f})")
     say(f"rlmem: outputs in {run_dir.resolve()} ({', '.join(contents(run_dir))})")
     return {
         "eval_return": eval_return,

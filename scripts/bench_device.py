@@ -7,9 +7,8 @@ Table sections (each one function returning the cells it measures; `SECTIONS` li
   1,000 transitions per epoch, 20 greedy eval episodes every 10 epochs) with
   `algo.random_epochs=0` so that every epoch trains and `algo.buffer_capacity=100000`:
   epochs/s summed over the seeds, with 1 and 10 vmapped seeds (`loop.run_chunk` timed after
-  a warm-up call). And the K x S vectorised sweep (K configurations x S seeds in one
-  program), which rlmem does not have yet: its row reads "not built yet" until
-  `sweep_cells` measures it.
+  a warm-up call). And the K x S vectorised sweep (`sweep.vmap`: K = 4 configurations x
+  the most seeds, in one program).
 * `memory`: every model of `rlmem.memory.MEMORY_MODELS` at its default (paper) sizes:
   one jitted `grad` of `sum(y ** 2)` w.r.t. the parameters over one tape of T steps
   (input size 32, about 1% of steps start an episode), T in {1k, 10k, 100k}, scan in
@@ -78,7 +77,6 @@ MEMORY_INPUT_SIZE = 32
 ENVS = ("RepeatFirstEasy", "PositionOnlyCartPoleEasy")
 GAMMA, LAM = 0.99, 0.95
 SKIPPED = "skipped (budget)"
-NOT_BUILT = "not built yet"
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,10 @@ def time_cell(cell: Cell, repeats: int, cell_seconds: float) -> None:
 # -- (a) the paper protocol ----------------------------------------------------------------
 
 
-def paper_experiment(num_seeds: int, buffer: int):
+SWEEP_VMAP = "{algo.optim.learning_rate:[1e-4,3e-4],algo.gamma:[0.9,0.99]}"  # K = 4
+
+
+def paper_experiment(num_seeds: int, buffer: int, *extra: str):
     from hydra import compose, initialize_config_dir
 
     from rlmem.config import build
@@ -183,42 +184,40 @@ def paper_experiment(num_seeds: int, buffer: int):
         cfg = compose("config", overrides=[
             "+experiment=paper/repeat_first", "memory=ffm", "batching=tape",
             "algo.random_epochs=0", f"algo.buffer_capacity={buffer}", "logger=none",
-            f"num_seeds={num_seeds}",
+            f"num_seeds={num_seeds}", *extra,
         ])
     return build(cfg)
 
 
 def paper_cells(sizes: Sizes) -> list[Cell]:
-    cells = []
-    for n in sizes.seeds:
-        def prepare(n=n) -> Prepared:
-            exp = paper_experiment(n, sizes.buffer)
-            loop, periods = exp.loop, sizes.epoch_periods
-            epochs = periods * loop.settings.eval_interval
-            holder = [loop.init(exp.seeds)]
-
-            def call():
-                holder[0], metrics = loop.run_chunk(holder[0], periods)  # donates the state
-                return holder[0].iterations, metrics
-
-            return call, lambda sec: n * epochs / sec
-
-        cells.append(Cell("paper", f"repeat_first ffm tape, num_seeds={n} "
-                                   f"({sizes.epoch_periods * 10} epochs per call)",
-                          "epochs/s (all seeds)", prepare))
+    cells = [Cell("paper", f"repeat_first ffm tape, num_seeds={n} "
+                           f"({sizes.epoch_periods * 10} epochs per call)",
+                  "epochs/s (all seeds)", functools.partial(paper_prepare, sizes, n))
+             for n in sizes.seeds]
     return cells + sweep_cells(sizes)
 
 
-def sweep_cells(sizes: Sizes) -> list[Cell]:
-    """The K x S vectorised sweep: K configurations x S seeds in one compiled program.
+def paper_prepare(sizes: Sizes, num_seeds: int, *extra: str) -> Prepared:
+    """Time `run_chunk` of the paper protocol: epochs/s summed over every run."""
+    exp = paper_experiment(num_seeds, sizes.buffer, *extra)
+    loop, periods = exp.loop, sizes.epoch_periods
+    epochs = periods * loop.settings.eval_interval
+    holder = [exp.init_state()]
 
-    rlmem does not have it yet. Once it does, build it in a `prepare` like `paper_cells`
-    (epochs/s summed over all K x S runs) and drop the fixed status.
-    """
-    cell = Cell("paper", f"K x S vectorised sweep (S={max(sizes.seeds)} seeds)",
-                "epochs/s (all runs)", None)
-    cell.status = NOT_BUILT
-    return [cell]
+    def call():
+        holder[0], metrics = loop.run_chunk(holder[0], periods)  # donates the state
+        return holder[0].iterations, metrics
+
+    return call, lambda sec: len(exp.runs) * epochs / sec
+
+
+def sweep_cells(sizes: Sizes) -> list[Cell]:
+    """The K x S vectorised sweep (`sweep.vmap`, K = 4 members: two learning rates x two
+    gammas) x S seeds in one compiled program: epochs/s summed over all K x S runs."""
+    seeds = max(sizes.seeds)
+    return [Cell("paper", f"K x S vectorised sweep: K=4 (lr x gamma) x S={seeds} seeds",
+                 "epochs/s (all runs)",
+                 functools.partial(paper_prepare, sizes, seeds, f"sweep.vmap={SWEEP_VMAP}"))]
 
 
 # -- (b) memory models ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What a sweep job pays to compile: cold cache, warm cache, a swept learning rate, a swept gamma.
+"""What a sweep job pays to compile: cold cache, warm cache, swept scalars, a changed shape.
 
     python scripts/bench_sweep.py --quick      # tiny networks (about a minute on 2 CPU cores)
     python scripts/bench_sweep.py              # the default network sizes (FFM 64x4, 256 wide)
@@ -11,8 +11,9 @@ second (one period). Rows run one after another in this order:
 1. `learning_rate=1e-4` with the empty cache: a real compile;
 2. the same config again: loaded from the cache;
 3. `learning_rate=3e-3, adam_eps=1e-6, weight_decay=0.1`: the optimiser scalars are data
-   (`optax.inject_hyperparams`), so the program is the same and comes from the cache;
-4. `gamma=0.5`: baked into the update, so a new program is compiled.
+   (the loop state's `hparams`), so the program is the same and comes from the cache;
+4. `gamma=0.5`: data as well (every sweepable hyper-parameter is), from the cache;
+5. `batch_size=32`: a different array shape, so a new program is compiled.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROWS = [
     ("lr 3e-3, eps 1e-6, wd 0.1", ["algo.optim.learning_rate=3e-3", "algo.optim.adam_eps=1e-6",
                                    "algo.optim.weight_decay=0.1"]),
     ("gamma 0.5", ["algo.optim.learning_rate=1e-4", "algo.gamma=0.5"]),
+    ("batch 32", ["algo.optim.learning_rate=1e-4", "algo.batch_size=32"]),
 ]
 
 

@@ -3,15 +3,18 @@
     python scripts/plot_runs.py multirun/tbb_vs_sbb --label batching --out tbb_vs_sbb.png \
         --threshold 0.9 --vline 5100
     python scripts/plot_runs.py runs/a runs/b --label memory.name --metric eval/best_return
+    python scripts/plot_runs.py outputs/lr_sweep --label algo.optim.learning_rate,algo.gamma
 
-Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.yaml``) or a
-directory whose subdirectories are runs (a Hydra multirun sweep dir). Runs are grouped by
-``--label``: a dotted config key (``memory.name``, ``batching.segment_length``) or
-``batching`` (``tape`` or ``segment_l<L>``, as in the W&B group names). Every seed of every
-run in a group is one sample. Writes a PNG and prints a markdown table per group (mean
-over seeds and the 95% bootstrap CI of that mean): the final value, the best over steps,
-the mean over steps after ``--vline`` (a normalised area under the curve) and, with
-``--threshold``, the first step at which seeds reach that value.
+Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.yaml``) or
+a directory whose subdirectories are runs (a Hydra multirun sweep dir). A vectorised
+sweep's directory (``sweep.vmap``) is split into its members, each with its own config.
+Runs are grouped by ``--label``: dotted config keys, comma-separated (``memory.name``,
+``algo.optim.learning_rate,algo.gamma``), or ``batching`` (``tape`` or ``segment_l<L>``,
+as in the W&B group names). Every seed of every run in a group is one sample. Writes a PNG
+and prints a markdown table per group (mean over seeds and the 95% bootstrap CI of that
+mean): the final value, the best over steps, the mean over steps after ``--vline`` (a
+normalised area under the curve) and, with ``--threshold``, the first step at which seeds
+reach that value.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import yaml
 from rlmem.loop import step_unit_of
 from rlmem.metrics import METRICS_FILE, read_metrics
 from rlmem.rundir import HYDRA_SUBDIR
+from rlmem.sweep import member_config, members
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -52,7 +56,10 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def run_label(config: dict[str, Any], key: str) -> str:
-    """The group of a run: `key` looked up in its config (``batching`` is special-cased)."""
+    """The group of a run: `key` looked up in its config (``batching`` is special-cased);
+    several comma-separated keys give their values joined by `` / ``."""
+    if "," in key:
+        return " / ".join(run_label(config, part.strip()) for part in key.split(","))
     if key == "batching":
         b = config["batching"]
         return "tape" if b["mode"] == "tape" else f"segment_l{b['segment_length']}"
@@ -69,11 +76,18 @@ def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
     seeds: dict[str, list[dict[int, float]]] = defaultdict(list)
     for run in runs:
         config = run_config(run)
-        per_seed: dict[int, dict[int, float]] = defaultdict(dict)
-        for row in read_metrics(run / METRICS_FILE):
+        sweep_members = members((config.get("sweep") or {}).get("vmap"))
+        per_seed: dict[tuple[int | None, int], dict[int, float]] = defaultdict(dict)
+        rows = read_metrics(run / METRICS_FILE)
+        if rows and metric not in set().union(*rows):
+            raise ValueError(f"--metric={metric!r} is not logged in {run / METRICS_FILE}; "
+                             f"logged: {', '.join(sorted(k for k in rows[0] if '/' in k))}")
+        for row in rows:
             if row.get(metric) is not None:  # null = no data at that step
-                per_seed[row["seed"]][row["step"]] = float(row[metric])
-        seeds[run_label(config, label)].extend(per_seed.values())
+                per_seed[row.get("member"), row["seed"]][row["step"]] = float(row[metric])
+        for (member, _), series in per_seed.items():
+            own = config if member is None else member_config(config, sweep_members[member])
+            seeds[run_label(own, label)].append(series)
     curves: Curves = {}
     for name, series in seeds.items():
         # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
@@ -170,7 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run dirs or sweep dirs")
     parser.add_argument("--label", default="batching",
-                        help="config key to group by (default: batching -> tape/segment_l<L>)")
+                        help="config keys to group by, comma-separated (default: batching "
+                             "-> tape/segment_l<L>)")
     parser.add_argument("--metric", default="eval/return",
                         help="metrics.jsonl key (default eval/return; e.g. eval/best_return)")
     parser.add_argument("--out", type=Path, default=Path("runs.png"), help="PNG path")

@@ -399,6 +399,7 @@ def test_checkpoint_with_the_loops_old_episode_counters_is_refused(tmp_path):
     fields["algo"] = {"w": np.ones(3, np.float32)}
     fields["env_state"] = {"t": np.zeros(2, np.int32)}
     old = _LoopStateBeforeIssue12(**fields)
+    fields["hparams"] = {"gamma": np.full(2, 0.99, np.float32)}  # (added after issue 12)
     now = LoopState(**{f.name: fields[f.name] for f in dataclasses.fields(LoopState)})
     ckpt = Checkpointer(tmp_path, interval=1, async_save=False, fingerprint=fingerprint({}, old))
     ckpt.save(1, old)

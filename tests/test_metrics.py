@@ -175,7 +175,7 @@ BAD_LINES = {
     "garbage bytes (invalid UTF-8)": b"\xff\xfe\x00garbage\x9c\n",
     "invalid JSON": b"{not json}\n",
     "JSON that is not a row": b"[1, 2, 3]\n",
-    "a repeated (step, seed)": _row(10, 1),
+    "a repeated (step, member, seed)": _row(10, 1),
 }
 
 
@@ -186,9 +186,9 @@ def test_repair_keeps_every_complete_row(tmp_path, kind):
     path, bad = tmp_path / METRICS_FILE, BAD_LINES[kind]
     path.write_bytes(_rows(10) + bad + _rows(20, 30))
     with pytest.warns(UserWarning, match="skipped 1 unreadable line") if kind != \
-            "a repeated (step, seed)" else contextlib.nullcontext():
+            "a repeated (step, member, seed)" else contextlib.nullcontext():
         assert [r["step"] for r in read_metrics(path)] == [10, 10] + [10] * (
-            kind == "a repeated (step, seed)") + [20, 20, 30, 30]
+            kind == "a repeated (step, member, seed)") + [20, 20, 30, 30]
     logger = MetricsLogger(tmp_path, num_seeds=2, config=CONFIG, mode="disabled")
     assert logger.last_step == 30
     logger.log(40, {"a": np.array([40, 41])})
@@ -196,7 +196,7 @@ def test_repair_keeps_every_complete_row(tmp_path, kind):
     assert path.read_bytes() == _rows(10, 20, 30, 40)
     rejected = (tmp_path / REJECTED_FILE).read_bytes()
     assert rejected.startswith(b"# ") and rejected.endswith(b"\n" + bad)
-    why = kind if kind == "a repeated (step, seed)" else "not a complete JSON row"
+    why = kind if kind == "a repeated (step, member, seed)" else "not a complete JSON row"
     assert f"set aside from metrics.jsonl on reopen: {why}\n".encode() in rejected
 
 
@@ -291,3 +291,35 @@ def test_wandb_offline_runs_per_seed_and_resume(tmp_path):
     assert all(math.isclose(r["train/loss"], h[1]["train/loss"])
                for r in rows for h in runs[ids[str(r["seed"])]]["history"]
                if h[0] == r["step"])
+
+
+def test_wandb_offline_run_per_sweep_member_and_seed(tmp_path):
+    """A vectorised sweep: one W&B run per member x seed, grouped by member and carrying
+    the member's config; jsonl rows carry `member` and the swept values, and rows of
+    different members at the same step and seed are not repeats."""
+    from rlmem.sweep import members, runs
+
+    config = {**CONFIG, "algo": {"gamma": 0.99}}
+    sweep_runs = runs([3], members({"algo.gamma": [0.9, 0.5]}))
+    kwargs = dict(num_seeds=2, config=config, mode="offline", project="rlmem-test",
+                  group="g", runs=sweep_runs)
+    logger = MetricsLogger(tmp_path, **kwargs)
+    logger.log(10, {"train/loss": np.array([1.0, 2.0])})
+    logger.close()
+    ids = json.loads((tmp_path / RUN_IDS_FILE).read_text())["runs"]
+    assert sorted(ids) == ["m0-s3", "m1-s3"]
+    MetricsLogger(tmp_path, **kwargs, resume_step=10).close()  # nothing set aside
+    assert not (tmp_path / REJECTED_FILE).exists()
+    assert read_metrics(tmp_path / METRICS_FILE) == [
+        {"step": 10, "seed": 3, "member": 0, "algo.gamma": 0.9, "train/loss": 1.0},
+        {"step": 10, "seed": 3, "member": 1, "algo.gamma": 0.5, "train/loss": 2.0},
+    ]
+    wait_for_wandb_files(tmp_path, count=4)
+    wandb_runs = read_wandb(tmp_path)
+    for key, gamma, loss in (("m0-s3", 0.9, 1.0), ("m1-s3", 0.5, 2.0)):
+        run = wandb_runs[ids[key]]
+        assert run["group"] == f"g-algo.gamma={gamma}"
+        assert run["name"] == f"g-algo.gamma={gamma}-seed3"
+        assert run["config"]["algo"] == {"gamma": gamma}
+        assert run["config"]["sweep_member"] == int(key[1])
+        assert run["history"] == [(10, {"train/loss": loss})]  # identity columns: config

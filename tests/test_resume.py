@@ -23,15 +23,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.tiny_run import (
     ROOT,
     STEPS_PER_CHUNK,
+    SWEEP,
     TOTAL_STEPS,
     checkpoint_steps,
     leaf_checksums,
     read_metrics,
     reference_run,  # noqa: F401  (session fixture)
     run_ok,
+    sweep_reference_run,  # noqa: F401  (session fixture)
     train_cmd,
 )
 
@@ -84,9 +88,13 @@ def _kill_when(cmd: list[str], hook: str, ready: Callable[[], bool], log: Path) 
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_killed_and_resumed_run_is_bit_identical(reference_run, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("kind", ["seeds", "sweep"])
+def test_killed_and_resumed_run_is_bit_identical(kind, request, tmp_path):
+    """Two seeds, or a vectorised sweep of two members (`SWEEP`): every run resumes."""
+    reference_run = request.getfixturevalue(  # noqa: F811
+        "reference_run" if kind == "seeds" else "sweep_reference_run")
     run_dir = tmp_path / "run"
-    cmd = train_cmd(run_dir)
+    cmd = train_cmd(run_dir, *(SWEEP if kind == "sweep" else ()))
 
     # 1. Killed mid-training, once its first checkpoint is committed.
     _kill_when(cmd, "pause_after_save", lambda: bool(checkpoint_steps(run_dir)),
@@ -107,7 +115,11 @@ def test_killed_and_resumed_run_is_bit_identical(reference_run, tmp_path):  # no
     assert not _tmp_dirs(run_dir)  # the half-written checkpoint was cleaned up
 
     got, want = read_metrics(run_dir), read_metrics(reference_run)
-    assert [(r["step"], r["seed"]) for r in got] == [(r["step"], r["seed"]) for r in want]
+    identity = lambda rows: [(r["step"], r.get("member"), r["seed"]) for r in rows]
+    assert identity(got) == identity(want)
+    if kind == "sweep":  # every row names its member and the member's learning rate
+        assert {(r["member"], r["algo.optim.learning_rate"]) for r in got} == {
+            (0, 1e-4), (1, 3e-3)}
     for a, b in zip(got, want, strict=True):
         assert a == b, f"step {a['step']} seed {a['seed']} differs from the uninterrupted run"
     assert checkpoint_steps(run_dir)[-1] == TOTAL_STEPS

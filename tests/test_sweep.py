@@ -1,5 +1,5 @@
-"""Sweeps: `train.py -m` end to end, the paper-grid batching presets, and swept optimiser
-scalars that do not change the compiled training loop."""
+"""Sweeps: `train.py -m` end to end, the paper-grid batching presets, and swept
+hyper-parameters that do not change the compiled training loop."""
 
 from __future__ import annotations
 
@@ -57,12 +57,15 @@ def _lowered_chunk(*overrides: str) -> str:
     return jax.jit(exp.loop.run_chunk, static_argnums=1).lower(state, 1).as_text()
 
 
-def test_swept_optimiser_scalars_share_one_compiled_loop():
-    """The learning rate, Adam's eps and weight decay live in the optimiser state
-    (`optax.inject_hyperparams`): configs that differ only in them lower to the same HLO,
-    so one compilation (and one persistent-cache entry) serves the whole sweep."""
+def test_swept_scalars_share_one_compiled_loop():
+    """Every sweepable hyper-parameter (the optimiser's scalars, gamma, the target delay,
+    the exploration ends) is a value in the loop state, not a constant of the program:
+    configs that differ only in them lower to the same HLO, so one compilation (and one
+    persistent-cache entry) serves a whole `-m` sweep over them."""
     base = _lowered_chunk("algo.optim.learning_rate=1e-4")
     assert _lowered_chunk("algo.optim.learning_rate=3e-3", "algo.optim.adam_eps=1e-6",
-                          "algo.optim.weight_decay=0.1") == base
-    # The comparison can fail: a scalar baked into the update (gamma) changes the HLO.
-    assert _lowered_chunk("algo.optim.learning_rate=1e-4", "algo.gamma=0.5") != base
+                          "algo.optim.weight_decay=0.1", "algo.optim.max_grad_norm=0.5",
+                          "algo.gamma=0.5", "algo.target_delay=20", "algo.eps_start=0.5",
+                          "algo.eps_end=0.1", "algo.huber_delta=2.0") == base
+    # The comparison can fail: a key that changes array shapes changes the HLO.
+    assert _lowered_chunk("algo.optim.learning_rate=1e-4", "algo.batch_size=40") != base

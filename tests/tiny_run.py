@@ -69,9 +69,12 @@ def leaf_checksums(run_dir: Path, step: int) -> list[tuple[str, int]]:
     return [(leaf["path"], leaf["crc32"]) for leaf in manifest["leaves"]]
 
 
-@pytest.fixture(scope="session")
-def reference_run(tmp_path_factory) -> Path:
-    """The uninterrupted tiny run (also warms the persistent compilation cache).
+# A vectorised sweep of two learning rates x one seed (two runs, as TINY's two seeds).
+SWEEP = ["num_seeds=1", "sweep.vmap={algo.optim.learning_rate:[1e-4,3e-3]}"]
+
+
+def shared_run(tmp_path_factory, name: str, *extra: str) -> Path:
+    """The uninterrupted tiny run with `extra` overrides, trained once per test session.
 
     Under pytest-xdist every worker has its own session; a lock in the directory the
     workers share makes the first one train and the others reuse its run.
@@ -79,12 +82,24 @@ def reference_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
-    run_dir, done = root / "tiny-reference", root / "tiny-reference.done"
-    with open(root / "tiny-reference.lock", "w") as lock:
+    run_dir, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not done.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
-            run_ok(train_cmd(run_dir))
+            run_ok(train_cmd(run_dir, *extra))
             done.touch()
     assert checkpoint_steps(run_dir)[-1] == TOTAL_STEPS
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> Path:
+    """The uninterrupted tiny run (also warms the persistent compilation cache)."""
+    return shared_run(tmp_path_factory, "tiny-reference")
+
+
+@pytest.fixture(scope="session")
+def sweep_reference_run(tmp_path_factory) -> Path:
+    """The uninterrupted tiny vectorised sweep (`SWEEP`)."""
+    return shared_run(tmp_path_factory, "tiny-sweep-reference", *SWEEP)

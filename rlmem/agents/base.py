@@ -46,7 +46,9 @@ episode ends in the rollouts it stored and keys the exploration schedule.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import copy
+from collections.abc import Mapping
+from typing import Any, Protocol, Self
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +61,7 @@ from rlmem.agents.networks import (
     init_params,
     step_network,
 )
-from rlmem.agents.optim import OptimSettings, gradient_step
+from rlmem.agents.optim import SWEEPABLE_OPTIM, OptimSettings, gradient_step
 from rlmem.checks import check_positive_ints
 from rlmem.types import Transition
 
@@ -104,6 +106,12 @@ class Algorithm(Protocol):
     ) -> tuple[PyTree, dict[str, jax.Array]]:
         """Consume one iteration's rollout: store and/or update. Metrics are scalars."""
 
+    def hparams(self) -> dict[str, float]:
+        """The hyper-parameters that are numbers inside the compiled program, by name."""
+
+    def bind(self, values: Mapping[str, jax.Array]) -> Any:
+        """A copy with (some of) `hparams` replaced by traced scalars."""
+
 
 class RecurrentAgent:
     """What every algorithm here shares, so that an algorithm module holds only its loss,
@@ -120,6 +128,11 @@ class RecurrentAgent:
     """
 
     serves_episode_rollouts = True  # learns from rollouts of whole episodes (loop.rollout)
+    # Hyper-parameters that are plain numbers inside the compiled program, named as their
+    # config keys below `algo.`: a vectorised sweep (`sweep.vmap`, rlmem.sweep) may vary
+    # them per run in one compiled program. Each is an attribute of the agent (`optim.X`:
+    # a field of `self.optim`); subclasses add theirs.
+    sweepable: tuple[str, ...] = tuple(f"optim.{name}" for name in SWEEPABLE_OPTIM)
 
     def __init__(self, network: RecurrentNetwork, obs_size: int, num_actions: int,
                  batching: Batching, optim: OptimSettings):
@@ -132,6 +145,35 @@ class RecurrentAgent:
         self.network, self.obs_size, self.num_actions = network, obs_size, num_actions
         self.batching, self.optim = batching, optim
         self.optimizer = optim.make()
+
+    def hparams(self) -> dict[str, float]:
+        """The `sweepable` hyper-parameters' values, by name (`"gamma"`,
+        `"optim.learning_rate"`, ...)."""
+        return {name: float(self._hparam(name)) for name in self.sweepable}
+
+    def _hparam(self, name: str) -> Any:
+        if name.startswith("optim."):
+            return getattr(self.optim, name.removeprefix("optim."))
+        return getattr(self, name)
+
+    def bind(self, values: Mapping[str, jax.Array]) -> Self:
+        """A copy of this agent whose `sweepable` hyper-parameters are `values` (scalars,
+        traced inside the compiled loop). The loop binds every run's values from its
+        `LoopState`, so one compiled program serves every member of a vectorised sweep,
+        and a run outside a sweep takes the very same path with its config's values."""
+        unknown = sorted(set(values) - set(self.sweepable))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} cannot bind {unknown}; its sweepable "
+                             f"hyper-parameters are {list(self.sweepable)}")
+        bound = copy.copy(self)
+        optim = {k.removeprefix("optim."): v for k, v in values.items() if k.startswith("optim.")}
+        for name, value in values.items():
+            if not name.startswith("optim."):
+                setattr(bound, name, value)
+        if optim:
+            bound.optim = self.optim.with_values(**optim)
+            bound.optimizer = bound.optim.make()
+        return bound
 
     def init_params(self, key: jax.Array) -> PyTree:
         """Fresh network parameters."""

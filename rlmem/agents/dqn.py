@@ -203,12 +203,19 @@ class DQN(RecurrentAgent):
             )
         self.num_envs = num_envs
         self.buffer_capacity, self.batch_size = buffer_capacity, batch_size
-        self.gamma, self.tau, self.huber_delta = gamma, 1.0 / target_delay, huber_delta
+        self.gamma, self.target_delay, self.huber_delta = gamma, target_delay, huber_delta
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
 
     period_end_metrics = ("epsilon", "epochs", "updates")
+    sweepable = (*RecurrentAgent.sweepable, "gamma", "target_delay", "eps_start", "eps_end",
+                 "huber_delta")
+
+    @property
+    def tau(self) -> float | jax.Array:
+        """The Polyak rate `1 / target_delay`."""
+        return 1.0 / self.target_delay
 
     @property
     def stores_carry(self) -> bool:

@@ -10,6 +10,7 @@ to its full value at update `warmup_updates` and the very first update already m
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,11 +44,14 @@ def make_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-    """The chain above. Read or set the rate with `get/set_learning_rate(opt_state, lr)`."""
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    if max_grad_norm <= 0:
-        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm!r}")
+    """The chain above. Read or set the rate with `get/set_learning_rate(opt_state, lr)`.
+
+    The scalars may be traced arrays (a vectorised sweep binds each run's values inside
+    the compiled loop, `RecurrentAgent.bind`); only Python numbers are range-checked here.
+    """
+    for name, value in (("learning_rate", learning_rate), ("max_grad_norm", max_grad_norm)):
+        if isinstance(value, int | float) and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
     return optax.chain(
         optax.zero_nans(),
         optax.clip_by_global_norm(max_grad_norm),
@@ -58,6 +62,11 @@ def make_optimizer(
         # inside adamw, already multiplied by the rate.
         optax.scale_by_schedule(warmup_factor(warmup_updates)),
     )
+
+
+# The scalars that stay numbers inside the compiled update (a vectorised sweep may vary
+# them per run); `warmup_updates` is a Python branch of the schedule and is not one.
+SWEEPABLE_OPTIM = ("learning_rate", "max_grad_norm", "adam_eps", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,17 @@ class OptimSettings:
                               max_grad_norm=self.max_grad_norm, adam_eps=self.adam_eps)
         if not isinstance(self.warmup_updates, int) or self.warmup_updates < 0:
             raise ValueError(f"warmup_updates must be an int >= 0, got {self.warmup_updates!r}")
+
+    def with_values(self, **values: float | jax.Array) -> OptimSettings:
+        """A copy with some scalars replaced by (possibly traced) values, unchecked: the
+        config checked every sweep member's values before anything was compiled."""
+        bound = copy.copy(self)
+        for name, value in values.items():
+            if name not in SWEEPABLE_OPTIM:
+                raise ValueError(f"optim.{name} cannot be bound to a traced value; "
+                                 f"allowed: {', '.join(SWEEPABLE_OPTIM)}")
+            object.__setattr__(bound, name, value)  # frozen: bypass __setattr__ on purpose
+        return bound
 
     def make(self) -> optax.GradientTransformation:
         """`make_optimizer` with these settings."""

@@ -175,6 +175,8 @@ class PPO(RecurrentAgent):
     """
 
     serves_episode_rollouts = False  # it learns from fixed-length rollout windows
+    sweepable = (*RecurrentAgent.sweepable, "gamma", "gae_lambda", "clip_eps", "vf_coef",
+                 "ent_coef")
     default_optim = OptimSettings(learning_rate=2.5e-4, warmup_updates=0, max_grad_norm=0.5,
                                   adam_eps=1e-5)
 
