@@ -12,7 +12,9 @@ again with the same `hydra.run.dir=...` resumes from its latest checkpoint.
 A run that cannot start or go on (a config error, a run directory in use by another
 process, a checkpoint that does not match, no valid checkpoint left, a disk that is full)
 ends with one ``rlmem: error: <message>`` on stderr and exit status 2 (refused) or 1
-(failed while running); ``HYDRA_FULL_ERROR=1`` adds the traceback. A refused start leaves
+(failed while running); ``HYDRA_FULL_ERROR=1`` adds the traceback. SIGINT (Ctrl-C) or
+SIGTERM stop it after the chunk in flight with a checkpoint, one ``rlmem: stopped: ...``
+line and exit status 130 / 143; a second Ctrl-C aborts at once. A refused start leaves
 ``.hydra/`` describing the run's checkpoints, not the refused command.
 """
 
@@ -45,15 +47,18 @@ def _hydra_files(cfg: DictConfig) -> dict[str, str]:
 
 
 def _fail(err: BaseException, code: int) -> None:
-    """Report `err` in one message (traceback only with HYDRA_FULL_ERROR=1) and exit."""
+    """Report `err` in one message (traceback only with HYDRA_FULL_ERROR=1) and exit.
+
+    A run stopped by a signal (`rlmem.stopping.RunStopped`) ends the whole process, sweep
+    included: the signal was meant for all of it."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import CompactHydraException
     from hydra.types import RunMode
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         traceback.print_exception(err)
-    message = f"rlmem: error: {err}"
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
+    message = f"rlmem: {getattr(err, 'verb', 'error')}: {err}"
+    if HydraConfig.get().mode == RunMode.MULTIRUN and not hasattr(err, "verb"):
         # Hydra records the failed job, runs the others and reports this message at the end.
         raise CompactHydraException(message) from err
     print(message, file=sys.stderr, flush=True)
@@ -94,6 +99,10 @@ def main(cfg: DictConfig) -> float:
         _fail(err, getattr(err, "exit_code", 2))
     except OSError as err:  # e.g. a full disk or a permission, in the OS's words
         _fail(err, 1)
+    except KeyboardInterrupt:  # Ctrl-C before training started (then rlmem.stopping acts)
+        print("rlmem: interrupted before training started; nothing was saved",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
     return float(np.mean(summary["best_eval_return"]))
 
 

@@ -207,8 +207,8 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
         chunk_periods=loop_cfg["chunk_periods"],
         checkpoint=CheckpointSettings(
             interval=ckpt["interval"] or settings.step_of(loop_cfg["iterations"]),
-            keep=ckpt["keep"], resume=ckpt["resume"], overwrite=ckpt["overwrite"],
-            exclude_replay=ckpt["exclude_replay"],
+            every_minutes=ckpt["every_minutes"], keep=ckpt["keep"], resume=ckpt["resume"],
+            overwrite=ckpt["overwrite"], exclude_replay=ckpt["exclude_replay"],
         ),
         logger=LoggerSettings(
             mode=log["mode"], project=log["project"],

@@ -65,6 +65,7 @@ SCHEMA: dict[str, Any] = {
     "eval": {"interval": _INT, "episodes": _INT, "max_steps": _INT},
     "checkpoint": {
         "interval": _OPT_INT,
+        "every_minutes": (float, int, type(None)),
         "keep": _INT,
         "resume": _BOOL,
         "overwrite": _BOOL,

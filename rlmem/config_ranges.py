@@ -120,6 +120,7 @@ FIXED_RANGES: dict[str, Num] = {
     "eval.episodes": POSITIVE_INT,
     "eval.max_steps": POSITIVE_INT,
     "checkpoint.interval": Num(int, 1, INT32_MAX, nullable=True),
+    "checkpoint.every_minutes": Num(float, 0, open_low=True, nullable=True),
     "checkpoint.keep": POSITIVE_INT,
 }
 

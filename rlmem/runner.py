@@ -6,8 +6,10 @@
 Everything inside a chunk is one jitted call (`rlmem.loop.Loop.run_chunk`); between chunks
 this module draws the progress bar, logs every period's metrics per seed
 (`rlmem.metrics.MetricsLogger`), and saves the whole loop state every
-`checkpoint.interval` env steps and at the end (`rlmem.checkpoint.Checkpointer`). A run
-directory that already holds a checkpoint is resumed from it when `checkpoint.resume`.
+`checkpoint.interval` env steps, every `checkpoint.every_minutes` of wall-clock time and
+at the end (`rlmem.checkpoint.Checkpointer`). SIGINT/SIGTERM stop the run after the chunk
+in flight with a checkpoint (`rlmem.stopping`). A run directory that already holds a
+checkpoint is resumed from it when `checkpoint.resume`.
 With several local devices the seed axis of the state is sharded over them
 (`rlmem.sharding`).
 """
@@ -28,6 +30,7 @@ from rlmem.errors import RunError
 from rlmem.loop import LoopState
 from rlmem.progress import Progress
 from rlmem.sharding import keep_sharded, shard_seeds
+from rlmem.stopping import StopRequest
 
 
 def fingerprint(resumable: dict, state: LoopState) -> dict[str, Any]:
@@ -162,11 +165,15 @@ def run(
     settings = loop.settings
     unit = settings.step_unit
     logger = bar = None
+    stop = StopRequest(say).__enter__()  # SIGINT/SIGTERM: stop after the chunk in flight
     try:  # from here on the checkpointer (and with it the run-directory lock) is closed
         resume_step = 0 if restored is None else checkpointer.latest_step()
         if restored is not None:
             state = jax.tree.map(jnp.asarray, restored)
             say(f"rlmem: resumed from checkpoint at {unit[:-1]} {resume_step}")
+        else:
+            say("rlmem: no checkpoint to resume from, starting fresh" if ckpt.resume else
+                "rlmem: starting fresh (checkpoint.resume=false)")
         done_iterations = int(np.asarray(state.iterations)[0])
         # Refused before the metrics file is touched.
         periods_left = _periods_left(exp.iterations, done_iterations, settings.eval_interval)
@@ -182,6 +189,7 @@ def run(
         bar = Progress(exp.total_steps, initial=settings.step_of(done_iterations),
                        stream=stream, enabled=progress, unit=unit.split()[-1])
         first_eval = last_saved = None
+        saved_at = time.monotonic()  # of the latest checkpoint (or the start)
         if periods_left:
             what = (f"{len(exp.members)} sweep members x {len(exp.runs) // len(exp.members)}"
                     f" seed(s)" if exp.members else f"{len(exp.runs)} seed(s)")
@@ -210,12 +218,19 @@ def run(
             bar.update(steps, float(np.mean(metrics["eval/return"][:, -1])))
             # The Checkpointer copies the leaves to host before returning, so the next
             # chunk may donate (reuse) the device buffers while an async save writes.
-            if checkpointer.save(steps, state, meta={"env_steps": steps}):
-                last_saved = steps
+            minutes = ckpt.every_minutes
+            due = minutes is not None and time.monotonic() - saved_at >= 60 * minutes
+            stopping = stop.signum is not None and periods_left > 0
+            if checkpointer.save(steps, state, meta={"env_steps": steps},
+                                 force=due or stopping):
+                last_saved, saved_at = steps, time.monotonic()
+            if stopping:  # closing the checkpointer and the logger (below) flushes both
+                raise stop.error(steps, exp.total_steps, unit)
         final_steps = settings.step_of(int(np.asarray(state.iterations)[0]))
         if last_saved != final_steps and checkpointer.latest_step() != final_steps:
             checkpointer.save(final_steps, state, meta={"env_steps": final_steps}, force=True)
     finally:
+        stop.__exit__()
         if bar is not None:
             bar.close()
         checkpointer.close()

@@ -18,6 +18,8 @@ class CheckpointSettings:
     Attributes:
       interval: steps of the run's step axis between checkpoints (null in the config: the
         run's length, i.e. only the final one).
+      every_minutes: wall-clock minutes after which the next chunk's end is checkpointed
+        as well (None: steps only).
       keep: checkpoints kept.
       resume: resume from the run directory's latest checkpoint if there is one.
       overwrite: with `resume=False`, allow starting over in a directory with checkpoints.
@@ -25,6 +27,7 @@ class CheckpointSettings:
     """
 
     interval: int
+    every_minutes: float | None
     keep: int
     resume: bool
     overwrite: bool
