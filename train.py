@@ -59,6 +59,7 @@ def _fail(err: BaseException, code: int) -> None:
         traceback.print_exception(err)
     message = f"rlmem: {getattr(err, 'verb', 'error')}: {err}"
     if HydraConfig.get().mode == RunMode.MULTIRUN and not hasattr(err, "verb"):
+        message += f" (job {HydraConfig.get().job.num}: {HydraConfig.get().runtime.output_dir})"
         # Hydra records the failed job, runs the others and reports this message at the end.
         raise CompactHydraException(message) from err
     print(message, file=sys.stderr, flush=True)

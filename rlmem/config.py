@@ -41,7 +41,7 @@ from rlmem.sweep import Member, Run
 # Keys that do not change what a checkpoint holds: a run may be resumed with other values
 # (None: the whole section).
 RUN_ONLY_KEYS = {
-    "loop": ("iterations", "chunk_periods"),
+    "loop": ("iterations", "chunk_periods", "check_memory"),
     "eval": ("interval", "episodes", "max_steps"),
     "checkpoint": None,
     "logger": None,
@@ -65,6 +65,8 @@ class Experiment:
       hparams: `{name: [R]}` each run's sweepable hyper-parameters (`Loop.init`).
       iterations: total iterations to run.
       chunk_periods: evaluation periods per compiled call.
+      check_memory: refuse to start a run whose estimated memory exceeds what is available
+        (`rlmem.footprint`).
       checkpoint: `checkpoint.*`, the interval resolved (null: only at the end).
       logger: `logger.*`, the group resolved (null: env-memory-batching-algo).
       names: (env, memory, batching label, algo), for run names, groups and tags.
@@ -82,6 +84,7 @@ class Experiment:
     hparams: dict[str, tuple[float, ...]]
     iterations: int
     chunk_periods: int
+    check_memory: bool
     checkpoint: CheckpointSettings
     logger: LoggerSettings
     names: tuple[str, str, str, str]
@@ -205,6 +208,7 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
         hparams=hparams,
         iterations=loop_cfg["iterations"],
         chunk_periods=loop_cfg["chunk_periods"],
+        check_memory=loop_cfg["check_memory"],
         checkpoint=CheckpointSettings(
             interval=ckpt["interval"] or settings.step_of(loop_cfg["iterations"]),
             every_minutes=ckpt["every_minutes"], keep=ckpt["keep"], resume=ckpt["resume"],

@@ -61,6 +61,7 @@ SCHEMA: dict[str, Any] = {
         "rollout_steps": _INT,
         "resets_per_step": _OPT_INT,
         "chunk_periods": _INT,
+        "check_memory": _BOOL,
     },
     "eval": {"interval": _INT, "episodes": _INT, "max_steps": _INT},
     "checkpoint": {

@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlmem.config import Experiment
+from rlmem.config import ConfigError, Experiment
 from rlmem.errors import RunError
+from rlmem.footprint import estimate
 from rlmem.loop import LoopState
 from rlmem.progress import Progress
 from rlmem.sharding import keep_sharded, shard_seeds
@@ -60,8 +61,6 @@ def _periods_left(iterations: int, done: int, interval: int) -> int:
     """Evaluation periods still to run; refuses an `eval.interval` that cannot land on
     `loop.iterations` from where a resumed run stands (checkpoints and logs are named by
     the step reached, so the last period must end exactly there)."""
-    from rlmem.config import ConfigError
-
     if done >= iterations:
         return 0
     if (iterations - done) % interval:
@@ -152,6 +151,10 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     say(f"rlmem: run directory {run_dir.resolve()}")
 
+    footprint = estimate(exp)  # abstract shapes: nothing allocated or compiled yet
+    say(f"rlmem: {footprint.summary()}")
+    if exp.check_memory and (message := footprint.error()):
+        raise ConfigError(message)
     state = exp.init_state()
     # rlmem.rundir: locks run_dir (until checkpointer.close()), refuses a start that would
     # mix or lose runs, restores the latest valid checkpoint (None: start from step 0).

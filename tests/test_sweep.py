@@ -3,6 +3,7 @@ hyper-parameters that do not change the compiled training loop."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import jax
@@ -69,3 +70,17 @@ def test_swept_scalars_share_one_compiled_loop():
                           "algo.eps_end=0.1", "algo.huber_delta=2.0") == base
     # The comparison can fail: a key that changes array shapes changes the HLO.
     assert _lowered_chunk("algo.optim.learning_rate=1e-4", "algo.batch_size=40") != base
+
+
+def test_a_refused_job_does_not_stop_the_sweep_and_is_reported_with_its_directory(tmp_path):
+    """Job 0 is refused (gamma out of range): job 1 still runs, and the sweep ends with
+    exit status 1 and job 0's message naming its directory."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", *TINY_BASE, "memory=mlp",
+         "memory.output_size=8", "loop.iterations=10", "algo.gamma=1.5,0.5",
+         f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert (f"rlmem: error: algo.gamma=1.5 must be a float in [0, 1] (job 0: {sweep / '0'})"
+            in proc.stderr)
+    assert [r["step"] for r in read_metrics(sweep / "1")] == [255, 510]
