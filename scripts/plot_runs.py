@@ -6,20 +6,25 @@
     python scripts/plot_runs.py outputs/lr_sweep --label algo.optim.learning_rate,algo.gamma
 
 Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.yaml``) or
-a directory whose subdirectories are runs (a Hydra multirun sweep dir). A vectorised
+a directory with runs below it, at any depth (a Hydra multirun sweep dir). A vectorised
 sweep's directory (``sweep.vmap``) is split into its members, each with its own config.
-Runs are grouped by ``--label``: dotted config keys, comma-separated (``memory.name``,
-``algo.optim.learning_rate,algo.gamma``), or ``batching`` (``tape`` or ``segment_l<L>``,
-as in the W&B group names). Every seed of every run in a group is one sample. Writes a PNG
-and prints a markdown table per group (mean over seeds and the 95% bootstrap CI of that
-mean): the final value, the best over steps, the mean over steps after ``--vline`` (a
-normalised area under the curve) and, with ``--threshold``, the first step at which seeds
-reach that value.
+Runs are grouped by ``--label``: by default (``auto``) every config key that varies
+between them (seeds and output settings aside), else dotted config keys, comma-separated
+(``memory.name``, ``algo.optim.learning_rate,algo.gamma``), or ``batching`` (``tape`` or
+``segment_l<L>``, as in the W&B group names). Runs whose configs differ in a key the label
+does not name are never pooled into one line: that is refused, naming the key. Every seed
+of every run in a group is one sample (a warning says when a group has fewer than 5).
+Writes the figure (``--out``: ``.png``, ``.pdf`` or ``.svg``; ``--size 3.5x2.6`` for a
+paper column) and prints a markdown table per group (mean over seeds and the 95% bootstrap
+CI of that mean): the final value, the best over steps, the mean over steps after
+``--vline`` (a normalised area under the curve) and, with ``--threshold``, the first step
+at which seeds reach that value.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -45,9 +50,9 @@ def find_runs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if (path / METRICS_FILE).exists():
             runs.append(path)
-        elif path.is_dir():
-            runs.extend(sorted((p for p in path.iterdir() if (p / METRICS_FILE).exists()),
-                               key=lambda p: (len(p.name), p.name)))  # 0, 1, ..., 10
+        elif path.is_dir():  # every run below it, at any depth (0, 1, ..., 10 in order)
+            found = [p.parent for p in path.rglob(METRICS_FILE)]
+            runs.extend(sorted(found, key=lambda p: [(len(part), part) for part in p.parts]))
         else:
             raise ValueError(f"path={str(path)!r} is neither a run dir nor a directory of runs")
     if not runs:
@@ -55,25 +60,101 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
-def run_label(config: dict[str, Any], key: str) -> str:
+def run_label(config: dict[str, Any], key: str, missing: str | None = None) -> str:
     """The group of a run: `key` looked up in its config (``batching`` is special-cased);
-    several comma-separated keys give their values joined by `` / ``."""
+    several comma-separated keys give their values joined by `` / ``. A key the config
+    lacks is an error, or `missing` if given."""
     if "," in key:
-        return " / ".join(run_label(config, part.strip()) for part in key.split(","))
+        return " / ".join(run_label(config, part.strip(), missing) for part in key.split(","))
     if key == "batching":
         b = config["batching"]
         return "tape" if b["mode"] == "tape" else f"segment_l{b['segment_length']}"
     value: Any = config
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
+            if missing is not None:
+                return missing
             raise ValueError(f"--label key={key!r} not in the run config (missing {part!r})")
         value = value[part]
+    if isinstance(value, dict):
+        raise ValueError(f"--label key={key!r} is a section, not a value; name one of its "
+                         f"keys: {', '.join(f'{key}.{k}' for k in sorted(value))}")
     return str(value)
 
 
+# Keys that never tell runs apart: seeds (the samples), where outputs and logs go, and
+# the sweep spec itself (its members' values are set in their configs).
+NOT_ARMS = ("seed", "num_seeds", "logger", "checkpoint", "sweep", "hydra",
+            "loop.chunk_periods", "loop.check_memory")
+BATCHING_LABEL_KEYS = {"batching.mode", "batching.segment_length"}  # -> `batching`
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"a.b": "value"}` for every leaf of a nested config (values as strings)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose values differ between `configs` (seeds and outputs aside)."""
+    flat = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flat)) if flat else []
+    # A key only some configs have (a segment length beside tape runs) varies only if it
+    # takes several values where it is present.
+    return [k for k in keys
+            if not any(k == p or k.startswith(p + ".") for p in NOT_ARMS)
+            and len({f[k] for f in flat if k in f}) > 1]
+
+
+def auto_label(configs: list[dict[str, Any]]) -> str:
+    """Every key that varies (the two that make `batching`'s label folded into it), or
+    `batching` when nothing varies."""
+    keys = varying_keys(configs)
+    if not keys or set(keys) & BATCHING_LABEL_KEYS:
+        keys = ["batching", *(k for k in keys if k not in BATCHING_LABEL_KEYS)]
+    return ",".join(keys)
+
+
+def auto_name(config: dict[str, Any], label: str) -> str:
+    """An automatic group's legend: `tape` alone, else `key=value` pairs by the keys' last
+    parts (`segment_l20, burn_in=10, initial_state=stored`)."""
+    keys = [k.strip() for k in label.split(",")]
+    if keys == ["batching"]:
+        return run_label(config, "batching")
+    return ", ".join(run_label(config, k, "-") if k == "batching"
+                     else f"{k.rsplit('.', 1)[-1]}={run_label(config, k, '-')}" for k in keys)
+
+
+def check_not_pooled(samples: list[tuple[dict[str, Any], Any]], label: str) -> None:
+    """Refuse to pool, in one group, runs whose configs differ in a key not in `label`."""
+    named = {k.strip() for k in label.split(",")}
+    if "batching" in named:
+        named |= BATCHING_LABEL_KEYS
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for config, _ in samples:
+        groups[run_label(config, label, "-")].append(config)
+    for name, configs in groups.items():
+        hidden = [k for k in varying_keys(configs) if k not in named]
+        if hidden:
+            values = {k: sorted({flatten(c).get(k, "-") for c in configs}) for k in hidden}
+            shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in values.items())
+            raise ValueError(
+                f"group {name!r} would pool runs that differ in {shown}; add the key(s) "
+                f"to --label (e.g. --label {label},{hidden[0]}) or plot them separately")
+
+
 def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
-    """Per group: the common env steps and one curve per seed (`metric` at those steps)."""
-    seeds: dict[str, list[dict[int, float]]] = defaultdict(list)
+    """Per group: the common env steps and one curve per seed (`metric` at those steps).
+
+    `label="auto"` groups by every config key that varies between the runs (see
+    `auto_label`); any label refuses to pool runs that differ in keys it does not name."""
+    samples: list[tuple[dict[str, Any], dict[int, float]]] = []
     for run in runs:
         config = run_config(run)
         sweep_members = members((config.get("sweep") or {}).get("vmap"))
@@ -87,7 +168,14 @@ def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
                 per_seed[row.get("member"), row["seed"]][row["step"]] = float(row[metric])
         for (member, _), series in per_seed.items():
             own = config if member is None else member_config(config, sweep_members[member])
-            seeds[run_label(own, label)].append(series)
+            samples.append((own, series))
+    auto = label == "auto"
+    if auto:
+        label = auto_label([config for config, _ in samples])
+    check_not_pooled(samples, label)
+    seeds: dict[str, list[dict[int, float]]] = defaultdict(list)
+    for config, series in samples:
+        seeds[auto_name(config, label) if auto else run_label(config, label)].append(series)
     curves: Curves = {}
     for name, series in seeds.items():
         # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
@@ -109,10 +197,11 @@ def bootstrap_ci(samples: np.ndarray, rng: np.random.Generator,
 
 def _order(name: str) -> tuple[int, float, str]:
     """tape first, then segment lengths ascending, then anything else by name."""
-    if name == "tape":
-        return (0, 0.0, name)
-    if name.startswith("segment_l") and name[9:].isdigit():
-        return (1, float(name[9:]), name)
+    head, _, rest = name.partition(", ")
+    if head == "tape":
+        return (0, 0.0, rest)
+    if head.startswith("segment_l") and head[9:].isdigit():
+        return (1, float(head[9:]), rest)
     return (2, 0.0, name)
 
 
@@ -130,7 +219,8 @@ def step_unit(runs: list[Path]) -> str:
 
 def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
                    threshold: float | None = None, vline: float | None = None,
-                   seed: int = 0, unit: str = "env steps") -> str:
+                   seed: int = 0, unit: str = "env steps",
+                   size: tuple[float, float] = (7, 4.2)) -> str:
     """Write the PNG to `out`; return the markdown table.
 
     The "mean over steps" column (a normalised area under the curve, a sample-efficiency
@@ -140,7 +230,7 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
     x position (e.g. the end of the random-action phase) with a dotted line.
     """
     rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=size, dpi=110)
     extra = "" if threshold is None else f" first step >= {threshold:g} (seeds reaching) |"
     after = "" if vline is None else f" after {vline:g}"
     rows = [f"| group | seeds | final {metric} (95% CI) | best {metric} (95% CI) "
@@ -180,16 +270,28 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
     return "\n".join(rows)
 
 
+def default_title(config: dict[str, Any], metric: str) -> str:
+    """`RepeatFirstEasy, dqn, 10000 iterations: eval/return, mean and 95% CI over seeds`."""
+    env = (config.get("env") or {}).get("name", "?")
+    algo = (config.get("algo") or {}).get("name", "?")
+    iterations = (config.get("loop") or {}).get("iterations", "?")
+    return f"{env}, {algo}, {iterations} iterations: {metric}, mean and 95% CI over seeds"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run dirs or sweep dirs")
-    parser.add_argument("--label", default="batching",
-                        help="config keys to group by, comma-separated (default: batching "
-                             "-> tape/segment_l<L>)")
+    parser.add_argument("--label", default="auto",
+                        help="config keys to group by, comma-separated; `batching` reads "
+                             "tape/segment_l<L> (default auto: every key that varies)")
     parser.add_argument("--metric", default="eval/return",
                         help="metrics.jsonl key (default eval/return; e.g. eval/best_return)")
-    parser.add_argument("--out", type=Path, default=Path("runs.png"), help="PNG path")
-    parser.add_argument("--title", default=None, help="plot title (default: the metric)")
+    parser.add_argument("--out", type=Path, default=Path("runs.png"),
+                        help="figure path; the suffix picks the format (.png, .pdf, .svg)")
+    parser.add_argument("--size", default="7x4.2",
+                        help="figure size in inches, WxH (a paper column: 3.5x2.6)")
+    parser.add_argument("--title", default=None,
+                        help="plot title (default: env, algorithm, schedule and metric)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="add a column: first step at which the metric reaches this")
     parser.add_argument("--vline", type=float, default=None,
@@ -197,9 +299,14 @@ def main() -> None:
     args = parser.parse_args()
     runs = find_runs(args.paths)
     curves = load_curves(runs, args.label, args.metric)
-    title = args.title or f"{args.metric}: mean and 95% bootstrap CI over seeds"
+    for name, (_, series) in curves.items():
+        if len(series) < 5:
+            print(f"warning: {name!r} has {len(series)} seed(s); a bootstrap CI over fewer "
+                  "than 5 seeds is rough", file=sys.stderr)
+    title = args.title or default_title(run_config(runs[0]), args.metric)
+    width, height = (float(x) for x in args.size.lower().split("x"))
     print(plot_and_table(curves, args.metric, args.out, title, args.threshold, args.vline,
-                         unit=step_unit(runs)))
+                         unit=step_unit(runs), size=(width, height)))
     print(f"\nwrote {args.out}")
 
 

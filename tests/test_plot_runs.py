@@ -51,3 +51,44 @@ def test_vmap_sweep_dirs_split_into_members(plot_runs, tmp_path):
     assert sorted(two) == ["0.5 / tape", "0.9 / tape"]
     with pytest.raises(ValueError, match="--metric='eval/retrun' is not logged"):
         plot_runs.load_curves([run], "algo.gamma", "eval/retrun")
+
+
+def _fake_run(path, config, values):
+    """A run dir with `config` and one seed whose `eval/return` is `values` at steps 1, 2."""
+    import json
+
+    import yaml
+
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = [{"step": i + 1, "seed": 0, "eval/return": v} for i, v in enumerate(values)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_default_groups_by_every_key_that_varies_and_never_pools(plot_runs, tmp_path):
+    """A two-axis R2D2 ablation (burn-in x initial state) next to a tape run: the default
+    label separates all five arms; a label that hides an axis is refused."""
+    base = {"env": {"name": "RepeatFirstEasy"}, "algo": {"name": "dqn"}, "seed": 0,
+            "logger": {"mode": "offline"}}
+    _fake_run(tmp_path / "tape", {**base, "batching": {"mode": "tape"}}, [0.0, 1.0])
+    for burn_in in (0, 10):
+        for initial in ("zeros", "stored"):
+            segment = {"mode": "segment", "segment_length": 20, "burn_in": burn_in,
+                       "initial_state": initial}
+            _fake_run(tmp_path / f"s{burn_in}{initial}", {**base, "batching": segment,
+                                                          "seed": burn_in}, [0.5, 0.5])
+    runs = plot_runs.find_runs([tmp_path])
+    curves = plot_runs.load_curves(runs, "auto", "eval/return")
+    assert sorted(curves, key=plot_runs._order) == [
+        "tape, burn_in=-, initial_state=-",
+        "segment_l20, burn_in=0, initial_state=stored",
+        "segment_l20, burn_in=0, initial_state=zeros",
+        "segment_l20, burn_in=10, initial_state=stored",
+        "segment_l20, burn_in=10, initial_state=zeros"]
+    with pytest.raises(ValueError, match="would pool runs that differ in batching.burn_in"):
+        plot_runs.load_curves(runs, "batching", "eval/return")
+    with pytest.raises(ValueError, match="is a section, not a value; name one of its keys: "
+                                         "env.name"):
+        plot_runs.load_curves(runs, "env", "eval/return")
+    assert plot_runs.default_title(base, "eval/return").startswith(
+        "RepeatFirstEasy, dqn, ? iterations: eval/return")
