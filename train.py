@@ -88,7 +88,7 @@ def main(cfg: DictConfig) -> float:
             lock = lock_run_dir(run_dir)
             lock.hydra_files = files
             enable_compilation_cache()
-            summary = run(build(cfg), run_dir)
+            summary = run(build(cfg, HydraConfig.get().overrides.task), run_dir)
         finally:
             if (lock is None or not lock.recorded) and files:
                 # This process wrote no checkpoint: the config on record stays the one

@@ -12,8 +12,9 @@ No other rlmem module imports omegaconf or hydra.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,8 +159,39 @@ def build_batching(batching: dict) -> Batching:
         raise ConfigError(f"batching: {err}") from err
 
 
-def build(cfg: DictConfig | Mapping) -> Experiment:
-    """Validate `cfg`, then build env, memory, batching, algorithm and loop."""
+# Command-line overrides that never tell an ablation arm apart (seeds, outputs, logging,
+# checkpoints, vectorised-sweep members: W&B groups those by member), and the config
+# groups whose choice the default W&B group already names.
+NOT_ARM_KEYS = ("seed", "num_seeds", "hydra", "logger", "checkpoint", "sweep",
+                "loop.chunk_periods", "loop.check_memory")
+NAMED_GROUPS = ("env", "memory", "batching", "algo")
+WANDB_GROUP_MAX = 128  # W&B's limit on a group name
+
+
+def default_group(names: tuple[str, ...], overrides: Sequence[str] = ()) -> str:
+    """The default W&B group: `env-memory-batching-algo` plus every command-line override
+    that can set an ablation arm apart (`batching.burn_in=10`, `algo.gamma=0.9`,
+    `experiment=paper/repeat_first`), so arms of a sweep are never averaged together;
+    seeds share their group. Too long for W&B: cut, with a hash of the whole."""
+    arms = []
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key in NAMED_GROUPS or any(key == k or key.startswith(k + ".")
+                                      for k in NOT_ARM_KEYS):
+            continue
+        arms.append(f"{key}={value}")
+    group = "-".join([*map(str, names), *sorted(arms)])
+    if len(group) > WANDB_GROUP_MAX:
+        digest = hashlib.sha1(group.encode()).hexdigest()[:8]
+        group = f"{group[:WANDB_GROUP_MAX - 9]}-{digest}"
+    return group
+
+
+def build(cfg: DictConfig | Mapping, overrides: Sequence[str] = ()) -> Experiment:
+    """Validate `cfg`, then build env, memory, batching, algorithm and loop.
+
+    `overrides`: the job's command-line overrides (Hydra's `overrides.task`), for the
+    default W&B group (`default_group`)."""
     c = validate(cfg)
     env, params = build_env(c["env"])
     memory = build_memory(c["memory"])
@@ -216,7 +248,7 @@ def build(cfg: DictConfig | Mapping) -> Experiment:
         ),
         logger=LoggerSettings(
             mode=log["mode"], project=log["project"],
-            group=log["group"] or "-".join(map(str, names)),
+            group=log["group"] or default_group(names, overrides),
             tags=(*names, *log["tags"]), name=log["name"],
         ),
         names=names,

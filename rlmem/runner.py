@@ -193,6 +193,7 @@ def run(
                        stream=stream, enabled=progress, unit=unit.split()[-1])
         first_eval = last_saved = None
         saved_at = time.monotonic()  # of the latest checkpoint (or the start)
+        first_chunk = True
         if periods_left:
             what = (f"{len(exp.members)} sweep members x {len(exp.runs) // len(exp.members)}"
                     f" seed(s)" if exp.members else f"{len(exp.runs)} seed(s)")
@@ -206,6 +207,10 @@ def run(
             state = keep_sharded(state, sharding)  # no recompile from a changed placement
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
+            if first_chunk:  # compiling (or loading from the cache) is most of it
+                say(f"rlmem: compiled and ran the first chunk ({n} evaluation period(s)) "
+                    f"in {elapsed:.1f} s")
+                first_chunk = False
             periods_left -= n
             diverged = _divergence(state, loop, exp.runs)
             good = _periods_before(metrics, diverged)

@@ -41,7 +41,8 @@ class LoggerSettings:
     Attributes:
       mode: W&B mode, "offline", "online" or "disabled" (`logger=none`).
       project: W&B project.
-      group: W&B group (null in the config: env-memory-batching-algo).
+      group: W&B group (null in the config: env-memory-batching-algo plus the job's
+        arm-setting overrides, `rlmem.config.default_group`).
       tags: W&B tags: the run's names, then `logger.tags`.
       name: W&B run name prefix (None: W&B's).
     """

@@ -240,3 +240,24 @@ def test_unknown_group_option_lists_the_options():
 def test_validate_returns_plain_containers():
     c = rc.validate(OmegaConf.create(OmegaConf.to_container(cfg(), resolve=True)))
     assert isinstance(c["loop"], dict)
+
+
+def test_default_wandb_group_keeps_ablation_arms_apart():
+    """The R2D2 arms of one sweep get different groups; seeds and output settings do not
+    split a group; a group too long for W&B is cut with a hash."""
+    from rlmem.config import WANDB_GROUP_MAX, default_group
+
+    names = ("RepeatFirstEasy", "lru", "segment_l20", "dqn")
+    arm = ["+experiment=paper/repeat_first", "memory=lru", "batching=segment_l20",
+           "batching.burn_in=10", "batching.initial_state=stored", "seed=3", "num_seeds=2",
+           "logger=none", "checkpoint.keep=1", "hydra.sweep.dir=/x"]
+    assert default_group(names, arm) == (
+        "RepeatFirstEasy-lru-segment_l20-dqn-batching.burn_in=10-"
+        "batching.initial_state=stored-experiment=paper/repeat_first")
+    other = [a.replace("burn_in=10", "burn_in=0") for a in arm]
+    assert default_group(names, other) != default_group(names, arm)
+    assert default_group(names, [a.replace("seed=3", "seed=4") for a in arm]) == \
+        default_group(names, arm)
+    assert default_group(names) == "RepeatFirstEasy-lru-segment_l20-dqn"
+    long = default_group(names, [f"algo.gamma={'9' * 200}"])
+    assert len(long) == WANDB_GROUP_MAX and long != default_group(names, ["algo.gamma=1"])

@@ -85,6 +85,7 @@ def test_sigterm_checkpoints_and_the_same_command_resumes_exactly(reference_run,
     log = (tmp_path / "stopped.log").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, log
     assert "no checkpoint to resume from, starting fresh" in log
+    assert "compiled and ran the first chunk (1 evaluation period(s)) in" in log
     assert "SIGTERM received: finishing this chunk" in log
     (stopped_at,) = checkpoint_steps(run_dir)
     assert STEPS_PER_CHUNK <= stopped_at < TOTAL_STEPS
