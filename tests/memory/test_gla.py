@@ -28,10 +28,16 @@ def layer_norm(p, o, eps=1e-6):
 
 
 def reference(params, x, start, carry):
-    """numpy float64, one step at a time; the carry is (Π α [heads, K, 1], S [heads, K, V])."""
+    """numpy float64, one step at a time; the carry is (Π α [heads, K, 1], S [heads, K, V]).
+
+    Also returns each step's readout gain `[T]`: how much the layer norm magnifies an
+    absolute error in the float32 readout `q·S`, `max_h |q_h| max|S_h| / sqrt(var_h + eps)`.
+    Over `V = 3` values per head the spread can be tiny (1e-4), and then the model's float32
+    rounding of `q·S` (about 1e-7 of its terms) reaches the output magnified a thousandfold;
+    the test's tolerance grows with it instead of failing on float32 arithmetic."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
     power, S = (np.asarray(c, np.float64) for c in carry)
-    ys = []
+    ys, gains = [], []
     for t in range(len(x)):
         q, k, g = np.split(dense(p["qkg"], x[t]), 3)
         v, out_gate = np.split(dense(p["vg"], x[t]), 2)
@@ -43,9 +49,11 @@ def reference(params, x, start, carry):
         S = alpha * S + k[:, :, None] * v[:, None, :]
         power = power * alpha
         o = np.einsum("hk,hkv->hv", q / np.sqrt(K), S)
+        terms = np.linalg.norm(q / np.sqrt(K), axis=-1) * np.abs(S).max(axis=(1, 2))
+        gains.append(np.max(terms / np.sqrt(o.var(-1) + 1e-6)))
         o = layer_norm(p["norm"], o).reshape(-1) * out_gate / (1.0 + np.exp(-out_gate))
         ys.append(dense(p["out"], o))
-    return np.stack(ys), (power, S)
+    return np.stack(ys), (power, S), np.array(gains)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +79,9 @@ def test_matches_numpy_recurrence(checks, seed, strategy):
     x, start = random_tape(rng, T, F, p_start=0.25)
     carry = checks.warm_carry(seed % 7)
     y, (power, S) = checks.apply[strategy](checks.params, x, start, carry)
-    y_ref, (power_ref, S_ref) = reference(checks.params, x, start, carry)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+    y_ref, (power_ref, S_ref), gain = reference(checks.params, x, start, carry)
+    tolerance = 1e-4 + 1e-4 * np.abs(y_ref) + 1e-7 * gain[:, None]  # see `reference`
+    assert np.all(np.abs(np.asarray(y) - y_ref) <= tolerance), np.abs(y - y_ref).max()
     np.testing.assert_allclose(S, S_ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(power, power_ref, rtol=1e-4, atol=1e-7)
 
