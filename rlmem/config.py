@@ -46,6 +46,7 @@ RUN_ONLY_KEYS = {
     "eval": ("interval", "episodes", "max_steps"),
     "checkpoint": None,
     "logger": None,
+    "early_stop": None,
 }
 
 
@@ -68,6 +69,7 @@ class Experiment:
       chunk_periods: evaluation periods per compiled call.
       check_memory: refuse to start a run whose estimated memory exceeds what is available
         (`rlmem.footprint`).
+      early_stop: `(metric, at_least)`: stop once every run's metric reaches it (None: no).
       checkpoint: `checkpoint.*`, the interval resolved (null: only at the end).
       logger: `logger.*`, the group resolved (null: env-memory-batching-algo).
       names: (env, memory, batching label, algo), for run names, groups and tags.
@@ -86,6 +88,7 @@ class Experiment:
     iterations: int
     chunk_periods: int
     check_memory: bool
+    early_stop: tuple[str, float] | None
     checkpoint: CheckpointSettings
     logger: LoggerSettings
     names: tuple[str, str, str, str]
@@ -241,6 +244,8 @@ def build(cfg: DictConfig | Mapping, overrides: Sequence[str] = ()) -> Experimen
         iterations=loop_cfg["iterations"],
         chunk_periods=loop_cfg["chunk_periods"],
         check_memory=loop_cfg["check_memory"],
+        early_stop=(None if c["early_stop"]["at_least"] is None else
+                    (c["early_stop"]["metric"], float(c["early_stop"]["at_least"]))),
         checkpoint=CheckpointSettings(
             interval=ckpt["interval"] or settings.step_of(loop_cfg["iterations"]),
             every_minutes=ckpt["every_minutes"], keep=ckpt["keep"], resume=ckpt["resume"],

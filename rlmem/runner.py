@@ -51,6 +51,16 @@ def periods_per_chunk(total_periods: int, wanted: int) -> int:
     return max(d for d in range(1, wanted + 1) if total_periods % d == 0)
 
 
+def _stopped_early(exp: Experiment, state: LoopState) -> bool:
+    """Whether every run's early-stop metric (`early_stop.metric`, read from the state:
+    the latest evaluation or its running best) has reached `early_stop.at_least`."""
+    if exp.early_stop is None:
+        return False
+    metric, at_least = exp.early_stop
+    values = state.best_eval_return if metric == "eval/best_return" else state.eval_return
+    return bool(np.all(np.asarray(values) >= at_least))  # NaN (no evaluation yet): False
+
+
 class DivergenceError(RunError):
     """A seed's loss, gradients or parameters became NaN/inf; nothing of it was saved."""
 
@@ -180,6 +190,11 @@ def run(
         done_iterations = int(np.asarray(state.iterations)[0])
         # Refused before the metrics file is touched.
         periods_left = _periods_left(exp.iterations, done_iterations, settings.eval_interval)
+        if periods_left and _stopped_early(exp, state):
+            say(f"rlmem: early stop: every run's {exp.early_stop[0]} had reached "
+                f"{exp.early_stop[1]:g} at {unit[:-1]} {resume_step}; nothing to do "
+                "(early_stop.at_least=null continues the run)")
+            periods_left = 0
         state, sharding, placement = shard_seeds(state, len(exp.runs))
         if placement:
             say(f"rlmem: {placement}")
@@ -217,9 +232,12 @@ def run(
             if first_eval is None and good:
                 first_eval = metrics["eval/return"][:, 0]
             env_steps = metrics["counters/env_steps"][:, -1] - env_steps_before
-            _log_chunk(logger, settings, metrics, good,
-                       {"perf/steps_per_second": env_steps / elapsed,
-                        "perf/chunk_seconds": np.full(len(exp.runs), elapsed)})
+            extra = {"perf/steps_per_second": env_steps / elapsed,
+                     "perf/chunk_seconds": np.full(len(exp.runs), elapsed)}
+            stop_early = bool(periods_left) and diverged is None and _stopped_early(exp, state)
+            if stop_early:
+                extra["early_stop/stopped"] = np.ones(len(exp.runs))
+            _log_chunk(logger, settings, metrics, good, extra)
             if diverged is not None:
                 raise DivergenceError(diverged[1])
             steps = settings.step_of(int(metrics["counters/iterations"][0, -1]))
@@ -234,6 +252,10 @@ def run(
                 last_saved, saved_at = steps, time.monotonic()
             if stopping:  # closing the checkpointer and the logger (below) flushes both
                 raise stop.error(steps, exp.total_steps, unit)
+            if stop_early:  # the final save below checkpoints this step
+                say(f"rlmem: early stop: every run's {exp.early_stop[0]} reached "
+                    f"{exp.early_stop[1]:g} by {unit[:-1]} {steps} of {exp.total_steps}")
+                break
         final_steps = settings.step_of(int(np.asarray(state.iterations)[0]))
         if last_saved != final_steps and checkpointer.latest_step() != final_steps:
             checkpointer.save(final_steps, state, meta={"env_steps": final_steps}, force=True)

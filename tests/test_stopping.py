@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from rlmem.config import build
+from rlmem.config import ConfigError, build
 from rlmem.runner import run
 from rlmem.stopping import RunStopped, StopRequest
 from tests.compose import compose_cfg
@@ -110,3 +110,37 @@ def test_checkpoints_by_wall_clock_time(tmp_path):
                             "loop.iterations=20", "checkpoint.interval=null"))
     run(exp, tmp_path / "b", progress=False, stream=io.StringIO())
     assert checkpoint_steps(tmp_path / "b") == [4 * STEPS_PER_CHUNK]  # the final one only
+
+
+def test_early_stop_checkpoints_records_and_stays_stopped(tmp_path):
+    """Every run's eval/best_return >= -1 after the first chunk (returns are in [-1, 1]):
+    the run stops there with a checkpoint and `early_stop/stopped` in its last rows; the
+    same command again does nothing; without the target it trains on to the end."""
+    tiny = (*TINY_BASE, "memory=mlp", "memory.output_size=8", "loop.iterations=20",
+            "num_seeds=2", "checkpoint.interval=null")
+    stream = io.StringIO()
+    run(build(compose_cfg(*tiny, "early_stop.at_least=-1")), tmp_path, progress=False,
+        stream=stream)
+    assert "early stop: every run's eval/best_return reached -1 by env step 255" in (
+        stream.getvalue())
+    assert checkpoint_steps(tmp_path) == [STEPS_PER_CHUNK]
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [STEPS_PER_CHUNK] * 2
+    assert [r["early_stop/stopped"] for r in rows] == [1, 1]
+
+    stream = io.StringIO()
+    run(build(compose_cfg(*tiny, "early_stop.at_least=-1")), tmp_path, progress=False,
+        stream=stream)
+    assert "had reached -1 at env step 255; nothing to do" in stream.getvalue()
+    assert read_metrics(tmp_path) == rows and checkpoint_steps(tmp_path) == [STEPS_PER_CHUNK]
+
+    run(build(compose_cfg(*tiny)), tmp_path, progress=False, stream=io.StringIO())
+    assert checkpoint_steps(tmp_path)[-1] == 4 * STEPS_PER_CHUNK
+    assert not any("early_stop/stopped" in r for r in read_metrics(tmp_path)[2:])
+
+    never = tmp_path / "never"
+    run(build(compose_cfg(*tiny, "early_stop.metric=eval/return", "early_stop.at_least=2")),
+        never, progress=False, stream=io.StringIO())
+    assert checkpoint_steps(never) == [4 * STEPS_PER_CHUNK]
+    with pytest.raises(ConfigError, match="early_stop.metric='train/loss' is not allowed"):
+        build(compose_cfg(*tiny, "early_stop.metric=train/loss", "early_stop.at_least=1"))
