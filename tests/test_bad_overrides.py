@@ -139,6 +139,9 @@ CASES = [
     case("batching=segment", "batching.segment_length=2000"),  # > algo.batch_size=1000
     case("batching=segment", "batching.burn_in=-1"),
     case("batching=segment", "batching.initial_state=zero"),
+    case("algo.td_loss=mean"),
+    case("algo.next_state=segment_restart"),  # tape batching has no segments to restart
+    case("batching=segment", "algo.next_state=restart"),
     case("batching=segment", "batching.mode=segments"),
     case("+batching.segment_length=20"),  # tape batching has no segments
     # -- loop -----------------------------------------------------------------------------

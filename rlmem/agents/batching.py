@@ -12,7 +12,9 @@ losses never see a time axis and serve both modes unchanged.
   `stop_gradient` and are dropped from the output. `M = N * (L - burn_in)`.
 
 In both modes `out_next[t]` comes from `with_next`: the next observation is combined with
-the whole prefix of its episode that the batch holds, never with `next_obs` alone.
+the whole prefix of its episode that the batch holds, never with `next_obs` alone. Segments
+also offer the paper's reference rule as an ablation (`next_state="segment_restart"`, see
+`NEXT_STATES`).
 
 `unroll_tape_shifted` is the tape mode's cheaper way to the same `out_next` when only some
 rows need it (DQN's online argmax): inside an episode the state after `next_obs[t]` *is*
@@ -48,6 +50,11 @@ from rlmem.types import Transition
 
 PyTree = Any
 INITIAL_STATES = ("zeros", "stored")  # a segment's first carry: zero state | recorded (R2D2)
+# Where a next-state output's recurrent state comes from (DQN's `algo.next_state`):
+# "prefix" (the default) continues the batch's episode prefix with `next_obs`;
+# "segment_restart" is the paper's reference SBB: a second pass over the row's `next_obs`
+# sequence from the row's initial state (each episode's first observation never enters it).
+NEXT_STATES = ("prefix", "segment_restart")
 
 
 @struct.dataclass
@@ -208,6 +215,7 @@ def unroll_segments(
     carry: PyTree | None = None,
     burn_in: int = 0,
     with_next: bool = True,
+    next_state: str = "prefix",
 ) -> Unrolled:
     """Run `network` over each of `N` segments (vmapped) and flatten.
 
@@ -220,6 +228,9 @@ def unroll_segments(
       burn_in: leading steps of each row replayed only to warm the state up: no gradient
         reaches the parameters through them and they are removed from the result.
       with_next: also compute `out_next`.
+      next_state: "prefix" (`with_next` over the row) or "segment_restart" (the network
+        run again over the row's `next_obs` as if it were the observations, same `start`
+        flags, same initial carry and burn-in: the paper's reference code).
 
     Returns:
       `Unrolled` with `M = N * (L - burn_in)`, rows kept in order (segment-major).
@@ -235,14 +246,26 @@ def unroll_segments(
     if carry is None:
         carry, carry_axis = network.initialize_carry(), None
 
-    def one(obs, start, next_obs, h):
+    if next_state not in NEXT_STATES:
+        raise ValueError(f"next_state must be one of {NEXT_STATES}, got {next_state!r}")
+    restart = with_next and next_state == "segment_restart"
+
+    def burned(obs, start, h):
         if burn_in:
             frozen = jax.lax.stop_gradient(params)
             _, h = network.apply(frozen, obs[:burn_in], start[:burn_in], h)
             h = jax.lax.stop_gradient(h)
-        return _run(
-            network, params, obs[burn_in:], start[burn_in:], h, next_obs[burn_in:], with_next
-        )
+        return h
+
+    def one(obs, start, next_obs, h0):
+        h = burned(obs, start, h0)
+        out, out_next = _run(network, params, obs[burn_in:], start[burn_in:], h,
+                             next_obs[burn_in:], with_next and not restart)
+        if restart:
+            h_next = burned(next_obs, start, h0)
+            out_next, _ = _run(network, params, next_obs[burn_in:], start[burn_in:], h_next,
+                               next_obs[burn_in:], False)
+        return out, out_next
 
     out, out_next = jax.vmap(one, in_axes=(0, 0, 0, carry_axis))(
         batch.obs, batch.start, batch.next_obs, carry
@@ -315,6 +338,7 @@ class TapeBatching:
 
     mode: ClassVar[str] = "tape"
     stores_carry: ClassVar[bool] = False  # a tape starts at an episode start: no carry
+    next_states: ClassVar[tuple[str, ...]] = ("prefix",)  # the `next_state` rules it serves
 
     @property
     def label(self) -> str:
@@ -327,15 +351,18 @@ class TapeBatching:
         return sample_tape_batch(store, key, batch_size)
 
     def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
-               carry: PyTree | None, with_next: bool = True) -> Unrolled:
+               carry: PyTree | None, with_next: bool = True,
+               next_state: str = "prefix") -> Unrolled:
         """`unroll_tape`: `M = B`."""
+        check_next_state(self, next_state)
         return unroll_tape(network, params, batch, carry, with_next)
 
     def unroll_greedy_next(self, network: RecurrentNetwork, params: PyTree,
                            batch: Transition, carry: PyTree | None,
-                           wanted: jax.Array) -> Unrolled:
+                           wanted: jax.Array, next_state: str = "prefix") -> Unrolled:
         """`unroll` whose `out_next` is only read at `wanted` rows and needs no gradient
         (Double DQN's online argmax): shifted from the tape itself for memoroids."""
+        check_next_state(self, next_state)
         if keeps_states(network):
             return unroll_tape_shifted(network, params, batch, carry, wanted=wanted)
         return self.unroll(network, params, batch, carry)
@@ -366,6 +393,7 @@ class SegmentBatching:
     burn_in: int = 0
     initial_state: str = "zeros"
     mode: ClassVar[str] = "segment"
+    next_states: ClassVar[tuple[str, ...]] = NEXT_STATES
 
     def __post_init__(self):
         positive_int("segment_length", self.segment_length)
@@ -405,15 +433,17 @@ class SegmentBatching:
                                     self.segment_length, self.burn_in, self.stores_carry)
 
     def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
-               carry: PyTree | None, with_next: bool = True) -> Unrolled:
+               carry: PyTree | None, with_next: bool = True,
+               next_state: str = "prefix") -> Unrolled:
         """`unroll_segments` with this burn-in: `M = N * L`."""
-        return unroll_segments(network, params, batch, carry, self.burn_in, with_next)
+        return unroll_segments(network, params, batch, carry, self.burn_in, with_next,
+                               next_state)
 
     def unroll_greedy_next(self, network: RecurrentNetwork, params: PyTree,
                            batch: Transition, carry: PyTree | None,
-                           wanted: jax.Array) -> Unrolled:
+                           wanted: jax.Array, next_state: str = "prefix") -> Unrolled:
         """`unroll` (segments have no cheaper way to their next-state outputs)."""
-        return self.unroll(network, params, batch, carry)
+        return self.unroll(network, params, batch, carry, next_state=next_state)
 
     def num_units(self, num_envs: int, rollout_steps: int) -> int:
         """Learning units per rollout: `rollout_steps / L` consecutive pieces per stream."""
@@ -439,4 +469,19 @@ class SegmentBatching:
 
 
 Batching = TapeBatching | SegmentBatching
+
+
+def check_next_state(batching: Batching, next_state: str) -> None:
+    """Refuse a next-state rule the batching mode cannot serve (`algo.next_state`)."""
+    if next_state not in NEXT_STATES:
+        raise ValueError(
+            f"algo.next_state={next_state!r} is not allowed; allowed: {', '.join(NEXT_STATES)}"
+        )
+    if next_state not in batching.next_states:
+        raise ValueError(
+            f"algo.next_state={next_state!r} needs segment batching (it restarts each "
+            f"segment's next observations from the segment's initial state), got "
+            f"batching.mode={batching.mode!r}; allowed with batching.mode="
+            f"{batching.mode!r}: {', '.join(batching.next_states)}"
+        )
 TAPE = TapeBatching()  # the default batching (stateless: one instance serves all)

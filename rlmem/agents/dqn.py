@@ -29,6 +29,18 @@ ratio.
 `initial_state="stored"` each segment starts from the acting policy's recurrent state
 saved at its first step: `act` then returns the carry *before* `obs` as
 `extras["carry"]` and `learn` stores it beside the transitions (R2D2).
+
+**The reference code's SBB, as an ablation.** The paper's reference code trained SBB with
+two other rules (PAPER.md lists both as defects); `td_loss="mean_abs"` and
+`next_state="segment_restart"` reproduce them, so the paper's TBB-SBB gap can be split into
+its batching, loss and next-state parts:
+
+* `td_loss="mean_abs"`: the Huber of the masked *mean* |TD error| of the batch (one
+  scalar), instead of the mean of per-transition Hubers; under the 0.01 global-norm clip
+  its gradient is close to a sign per transition.
+* `next_state="segment_restart"` (segments only): next-state values from a second pass
+  over each segment's `next_obs` from the segment's initial state (see
+  `rlmem.agents.batching.NEXT_STATES`).
 """
 
 from __future__ import annotations
@@ -58,6 +70,9 @@ from rlmem.types import Transition
 
 PyTree = Any
 UPDATE_METRICS = ("loss", "q_mean", "td_abs", "grad_norm")  # what `update` reports
+# How the TD errors of a batch become one loss (`algo.td_loss`): the mean of per-transition
+# Hubers (the default), or the Huber of the mean |TD error| (the paper's reference SBB).
+TD_LOSSES = ("per_transition", "mean_abs")
 
 
 @struct.dataclass
@@ -88,6 +103,7 @@ def td_loss(
     transition: Transition,
     gamma: float,
     huber_delta: float = 1.0,
+    reduction: str = "per_transition",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Double DQN Huber loss over flat transitions.
 
@@ -98,22 +114,26 @@ def td_loss(
       transition: fields `[M]`; uses `action, reward, terminated, mask`.
       gamma: discount.
       huber_delta: Huber threshold.
+      reduction: "per_transition", `mean_mask(huber(td))`, or "mean_abs",
+        `huber(mean_mask(|td|))` (`TD_LOSSES`).
 
     Returns:
-      `(loss [], metrics)`: mean Huber over `mask`, plus mean Q and |TD error|.
+      `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|.
     """
     best = jnp.argmax(q_next_online, axis=-1)
     next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
     cont = 1.0 - transition.terminated.astype(jnp.float32)
     target = jax.lax.stop_gradient(transition.reward + gamma * cont * next_value)
     chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    per_step = optax.huber_loss(chosen, target, delta=huber_delta)
     mask = transition.mask
-    metrics = {
-        "q_mean": bt.masked_mean(chosen, mask),
-        "td_abs": bt.masked_mean(jnp.abs(target - chosen), mask),
-    }
-    return bt.masked_mean(per_step, mask), metrics
+    td_abs = bt.masked_mean(jnp.abs(target - chosen), mask)
+    metrics = {"q_mean": bt.masked_mean(chosen, mask), "td_abs": td_abs}
+    if reduction == "per_transition":
+        per_step = optax.huber_loss(chosen, target, delta=huber_delta)
+        return bt.masked_mean(per_step, mask), metrics
+    if reduction == "mean_abs":
+        return optax.huber_loss(td_abs, delta=huber_delta), metrics
+    raise ValueError(f"reduction must be one of {TD_LOSSES}, got {reduction!r}")
 
 
 class DQN(RecurrentAgent):
@@ -141,6 +161,9 @@ class DQN(RecurrentAgent):
       train_epochs: epochs over which epsilon decays.
       eps_start, eps_end: epsilon schedule ends.
       huber_delta: Huber threshold.
+      td_loss: how a batch's TD errors become the loss (`TD_LOSSES`; module doc).
+      next_state: where next-state values come from (`rlmem.agents.batching.NEXT_STATES`;
+        "segment_restart" needs segment batching).
     """
 
     default_optim = OptimSettings()  # the paper's: lr 1e-4 after 200 warm-up updates
@@ -166,6 +189,8 @@ class DQN(RecurrentAgent):
         eps_start: float = 0.2,
         eps_end: float = 0.01,
         huber_delta: float = 1.0,
+        td_loss: str = "per_transition",
+        next_state: str = "prefix",
     ):
         super().__init__(
             q_network(memory, num_actions, network.hidden_size, network.num_blocks),
@@ -180,6 +205,11 @@ class DQN(RecurrentAgent):
             raise ValueError(
                 f"target_delay must be >= 1 (tau = 1/target_delay), got {target_delay!r}"
             )
+        if td_loss not in TD_LOSSES:
+            raise ValueError(
+                f"algo.td_loss={td_loss!r} is not allowed; allowed: {', '.join(TD_LOSSES)}"
+            )
+        bt.check_next_state(batching, next_state)
         if isinstance(batching, SegmentBatching):
             batching.num_segments(batch_size)  # at least one segment fits
         if batch_size > buffer_capacity:
@@ -204,6 +234,7 @@ class DQN(RecurrentAgent):
         self.num_envs = num_envs
         self.buffer_capacity, self.batch_size = buffer_capacity, batch_size
         self.gamma, self.target_delay, self.huber_delta = gamma, target_delay, huber_delta
+        self.td_loss, self.next_state = td_loss, next_state
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
@@ -350,7 +381,8 @@ class DQN(RecurrentAgent):
 
     def unroll(self, params: PyTree, batch: Transition, carry: PyTree) -> bt.Unrolled:
         """Q and next-state Q over a sampled batch, flattened (rlmem.agents.batching)."""
-        return self.batching.unroll(self.network, params, batch, carry)
+        return self.batching.unroll(self.network, params, batch, carry,
+                                    next_state=self.next_state)
 
     def loss(
         self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree
@@ -363,7 +395,8 @@ class DQN(RecurrentAgent):
         tape instead of a second pass over `next_obs`).
         """
         online = self.batching.unroll_greedy_next(
-            self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated
+            self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated,
+            next_state=self.next_state,
         )
         target = self.unroll(jax.lax.stop_gradient(target_params), batch, carry)
         return td_loss(
@@ -373,6 +406,7 @@ class DQN(RecurrentAgent):
             online.transition,
             self.gamma,
             self.huber_delta,
+            self.td_loss,
         )
 
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
