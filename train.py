@@ -26,7 +26,6 @@ import sys
 import traceback
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -66,9 +65,15 @@ def _fail(err: BaseException, code: int) -> None:
     sys.exit(code)
 
 
+_STARTED = False  # Hydra composed the config and called `main` (not an override error)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Build, train, and return the mean (over seeds) best eval return, for sweepers."""
+    """Build, train, and return `sweep.objective`'s mean over the runs, for sweepers
+    (Optuna: `hydra/sweeper=rlmem_optuna`)."""
+    global _STARTED
+    _STARTED = True
     # Hydra sets the root logger to INFO; JAX's backend probing would then fill the log.
     logging.getLogger("jax").setLevel(logging.WARNING)
     from hydra.core.hydra_config import HydraConfig
@@ -104,8 +109,22 @@ def main(cfg: DictConfig) -> float:
         print("rlmem: interrupted before training started; nothing was saved",
               file=sys.stderr, flush=True)
         sys.exit(130)
-    return float(np.mean(summary["best_eval_return"]))
+    return summary["objective"]
+
+
+def _main() -> None:
+    """`main`, plus a hint when Hydra refused an override before the run began (a key of
+    another algorithm or memory model: Hydra only says it is "not in struct")."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _STARTED:
+            from rlmem.configs import unknown_key_hints
+
+            for hint in unknown_key_hints(sys.argv[1:]):
+                print(f"rlmem: hint: {hint}", file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == "__main__":
-    main()
+    _main()

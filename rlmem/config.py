@@ -47,6 +47,7 @@ RUN_ONLY_KEYS = {
     "checkpoint": None,
     "logger": None,
     "early_stop": None,
+    "sweep": ("objective",),
 }
 
 
@@ -70,6 +71,7 @@ class Experiment:
       check_memory: refuse to start a run whose estimated memory exceeds what is available
         (`rlmem.footprint`).
       early_stop: `(metric, at_least)`: stop once every run's metric reaches it (None: no).
+      objective: the metric whose mean over runs `train.py` returns (`sweep.objective`).
       checkpoint: `checkpoint.*`, the interval resolved (null: only at the end).
       logger: `logger.*`, the group resolved (null: env-memory-batching-algo).
       names: (env, memory, batching label, algo), for run names, groups and tags.
@@ -89,6 +91,7 @@ class Experiment:
     chunk_periods: int
     check_memory: bool
     early_stop: tuple[str, float] | None
+    objective: str
     checkpoint: CheckpointSettings
     logger: LoggerSettings
     names: tuple[str, str, str, str]
@@ -246,6 +249,7 @@ def build(cfg: DictConfig | Mapping, overrides: Sequence[str] = ()) -> Experimen
         check_memory=loop_cfg["check_memory"],
         early_stop=(None if c["early_stop"]["at_least"] is None else
                     (c["early_stop"]["metric"], float(c["early_stop"]["at_least"]))),
+        objective=c["sweep"]["objective"],
         checkpoint=CheckpointSettings(
             interval=ckpt["interval"] or settings.step_of(loop_cfg["iterations"]),
             every_minutes=ckpt["every_minutes"], keep=ckpt["keep"], resume=ckpt["resume"],

@@ -74,14 +74,15 @@ SCHEMA: dict[str, Any] = {
     },
     "logger": {"mode": _STR, "project": _STR, "group": _OPT_STR, "tags": (list,), "name": _OPT_STR},
     "early_stop": {"metric": _STR, "at_least": (float, int, type(None))},
-    "sweep": {"vmap": (dict, type(None))},
+    "sweep": {"vmap": (dict, type(None)), "objective": _STR},
 }
 BATCHING_MODES = ("tape", "segment")  # batching.mode -> TapeBatching | SegmentBatching
 ROLLOUT_MODES = ("steps", "episode")  # rlmem.loop: fixed windows, or one whole episode per env
 LOGGER_MODES = ("offline", "online", "disabled")
-# What early stopping may watch: the loop state holds both (`eval_return`,
-# `best_eval_return`), so a resumed run can tell that it had already stopped.
-EARLY_STOP_METRICS = ("eval/best_return", "eval/return")
+# The metrics the loop state holds (name -> `LoopState` field): what early stopping may
+# watch (a resumed run can tell that it had already stopped) and what `train.py` can return
+# to a Hydra sweeper (`sweep.objective`).
+STATE_METRICS = {"eval/best_return": "best_eval_return", "eval/return": "eval_return"}
 SCAN_STRATEGIES = ("auto", "associative", "sequential")
 SEQUENTIAL_MODELS = ("gru", "lstm", "mlp")  # folds, not monoids: no associative scan
 
@@ -233,7 +234,8 @@ def _validate_one(c: dict) -> dict:
             f"overflow the int32 step counters; allowed: at most {cr.INT32_MAX}"
         )
     _check_choice("logger.mode", c["logger"]["mode"], LOGGER_MODES)
-    _check_choice("early_stop.metric", c["early_stop"]["metric"], EARLY_STOP_METRICS)
+    _check_choice("early_stop.metric", c["early_stop"]["metric"], STATE_METRICS)
+    _check_choice("sweep.objective", c["sweep"]["objective"], STATE_METRICS)
 
     _check_choice("batching.mode", batching.get("mode"), BATCHING_MODES)
     if batching["mode"] == "segment":

@@ -73,6 +73,71 @@ def listing(section: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _is_group_choice(override: str) -> bool:
+    key = override.lstrip("+~").partition("=")[0]
+    return "=" in override and "." not in key and not key.startswith("hydra")
+
+
+def unknown_key_hints(overrides: list[str]) -> list[str]:
+    """Why Hydra refused `group.key=value` overrides: which options of the group have the
+    key (`algo.random_epochs` is DQN's, not PPO's), or which keys the chosen option has.
+
+    Called by train.py only after Hydra failed to compose: composes the group choices
+    alone (those must compose) and looks up every plain `group.key=...` override in it.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from rlmem.registry import close_matches
+
+    choices = [o for o in overrides if _is_group_choice(o)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=choices)
+    except Exception:  # noqa: BLE001  (the group choices themselves are wrong: Hydra said so)
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    hints = []
+    for override in overrides:
+        key = override.partition("=")[0]
+        group, _, rest = key.partition(".")
+        if override[0] in "+~" or "=" not in override or group not in GROUPS or not rest:
+            continue
+        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+            continue
+        chosen = cfg[group].get("name") if group in ("algo", "memory") else None
+        chosen = f"{group}={chosen}" if chosen else f"the chosen {group}"
+        owners = [p.stem for p in sorted((CONF / group).glob("*.yaml"))
+                  if any(k == rest for k, _, _ in keys(p))]
+        if owners:
+            named = [f"{group}={o}" for o in owners]
+            which = named[0] if len(named) == 1 else f"one of {', '.join(named)}"
+            hints.append(f"{key} is a key of {', '.join(named)}, not of {chosen}: select "
+                         f"{which}, or drop {key}")
+        else:
+            similar = close_matches(rest, _dotted(OmegaConf.to_container(cfg[group])))
+            guess = (f" (did you mean {', '.join(f'{group}.{m}' for m in similar)}?)"
+                     if similar else "")
+            hints.append(f"{key} is not a key of {chosen}{guess}")
+    return hints
+
+
+_MISSING = object()
+
+
+def _dotted(tree: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested mapping, dotted (`optim.learning_rate`)."""
+    out = []
+    for key, value in tree.items():
+        out.append(prefix + str(key))
+        if isinstance(value, dict):
+            out += _dotted(value, f"{prefix}{key}.")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     print(listing(args[0] if args else None))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlmem.config import ConfigError, Experiment
+from rlmem.config_checks import STATE_METRICS
 from rlmem.errors import RunError
 from rlmem.footprint import estimate
 from rlmem.loop import LoopState
@@ -57,8 +58,12 @@ def _stopped_early(exp: Experiment, state: LoopState) -> bool:
     if exp.early_stop is None:
         return False
     metric, at_least = exp.early_stop
-    values = state.best_eval_return if metric == "eval/best_return" else state.eval_return
-    return bool(np.all(np.asarray(values) >= at_least))  # NaN (no evaluation yet): False
+    return bool(np.all(state_metric(state, metric) >= at_least))  # NaN (none yet): False
+
+
+def state_metric(state: LoopState, name: str) -> np.ndarray:
+    """`[R]` the runs' values of a metric the loop state holds (`STATE_METRICS`)."""
+    return np.asarray(getattr(state, STATE_METRICS[name]))
 
 
 class DivergenceError(RunError):
@@ -279,4 +284,5 @@ def run(
         "env_steps": np.asarray(state.env_steps),
         "run_dir": run_dir,
         "state": state,
+        "objective": float(np.mean(state_metric(state, exp.objective))),
     }

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from rlmem.configs import CONF, keys, listing
+from rlmem.configs import CONF, keys, listing, unknown_key_hints
 from tests.tiny_run import ROOT
 
 
@@ -40,3 +40,29 @@ def test_train_help_points_to_the_listing():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "python -m rlmem.configs" in out.stdout and "memory: ffm, gla" in out.stdout
+
+
+def test_hints_name_the_options_that_own_a_refused_key():
+    hints = unknown_key_hints(["algo=ppo", "algo.random_epochs=5", "algo.gamma=0.9",
+                               "memory=lru", "memory.trace_size=4", "+algo.other=1"])
+    assert hints == [
+        "algo.random_epochs is a key of algo=dqn, not of algo=ppo: select algo=dqn, or drop "
+        "algo.random_epochs",
+        "memory.trace_size is a key of memory=ffm, memory=sffm, not of memory=lru: select one "
+        "of memory=ffm, memory=sffm, or drop memory.trace_size",
+    ]
+    assert unknown_key_hints(["algo.optim.learnin_rate=1"]) == [
+        "algo.optim.learnin_rate is not a key of algo=dqn (did you mean "
+        "algo.optim.learning_rate, algo.optim.warmup_updates?)"]
+    assert unknown_key_hints(["algo=nope", "algo.gamma=1"]) == []  # Hydra's own message
+
+
+def test_train_prints_the_hint_after_hydras_refusal():
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "algo=ppo",
+                           "algo.random_epochs=5", "logger=none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "not in struct" in proc.stderr  # Hydra's message, then the hint
+    assert proc.stderr.rstrip().endswith(
+        "rlmem: hint: algo.random_epochs is a key of algo=dqn, not of algo=ppo: select "
+        "algo=dqn, or drop algo.random_epochs")
