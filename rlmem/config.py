@@ -67,7 +67,8 @@ class Experiment:
       members: the vectorised sweep's members (`sweep.vmap`; `()`: not a sweep).
       hparams: `{name: [R]}` each run's sweepable hyper-parameters (`Loop.init`).
       iterations: total iterations to run.
-      chunk_periods: evaluation periods per compiled call.
+      chunk_periods: evaluation periods per compiled call; None: chosen by the runner from
+        the measured period time (`rlmem.runner.auto_chunk`).
       check_memory: refuse to start a run whose estimated memory exceeds what is available
         (`rlmem.footprint`).
       early_stop: `(metric, at_least)`: stop once every run's metric reaches it (None: no).
@@ -88,7 +89,7 @@ class Experiment:
     members: tuple[Member, ...]
     hparams: dict[str, tuple[float, ...]]
     iterations: int
-    chunk_periods: int
+    chunk_periods: int | None
     check_memory: bool
     early_stop: tuple[str, float] | None
     objective: str

@@ -60,7 +60,7 @@ SCHEMA: dict[str, Any] = {
         "num_envs": _INT,
         "rollout_steps": _INT,
         "resets_per_step": _OPT_INT,
-        "chunk_periods": _INT,
+        "chunk_periods": _OPT_INT,
         "check_memory": _BOOL,
     },
     "eval": {"interval": _INT, "episodes": _INT, "max_steps": _INT},

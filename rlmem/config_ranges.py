@@ -115,7 +115,7 @@ FIXED_RANGES: dict[str, Num] = {
     "loop.num_envs": POSITIVE_INT,
     "loop.rollout_steps": POSITIVE_INT,
     "loop.resets_per_step": Num(int, 1, INT32_MAX, nullable=True),
-    "loop.chunk_periods": POSITIVE_INT,
+    "loop.chunk_periods": Num(int, 1, INT32_MAX, nullable=True),
     "eval.interval": POSITIVE_INT,
     "eval.episodes": POSITIVE_INT,
     "eval.max_steps": POSITIVE_INT,

@@ -114,6 +114,14 @@ class Progress:
             self.stream.write("rlmem: " + self.line() + "\n")
             self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """Print a line of its own, above the bar when the bar is drawn."""
+        if self.enabled:
+            self.stream.write("\r" + text.ljust(len(self.line())) + "\n" + self.line())
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         """End the bar's line so the next print starts on a fresh one."""
         if self.enabled:

@@ -52,6 +52,24 @@ def periods_per_chunk(total_periods: int, wanted: int) -> int:
     return max(d for d in range(1, wanted + 1) if total_periods % d == 0)
 
 
+# `loop.chunk_periods=null`: every run starts with one-period chunks (the first progress
+# line comes one period after compiling) and, once a chunk has been timed, grows them only
+# as far as needed to keep the host's time between chunks (logs, progress; the device
+# waits) under AUTO_CHUNK_OVERHEAD of the run, and never past AUTO_CHUNK_SECONDS of
+# training per chunk nor AUTO_CHUNK_MAX periods. Each size compiles once (and is cached).
+AUTO_CHUNK_OVERHEAD = 0.02
+AUTO_CHUNK_SECONDS = 5.0
+AUTO_CHUNK_MAX = 100
+
+
+def auto_chunk(periods_left: int, period_seconds: float, host_seconds: float) -> int:
+    """Periods per chunk for the rest of a run, from one timed chunk: `period_seconds` of
+    compiled training per period, `host_seconds` of Python between two chunks."""
+    wanted = host_seconds / (AUTO_CHUNK_OVERHEAD * max(period_seconds, 1e-9))
+    wanted = min(wanted, AUTO_CHUNK_SECONDS / max(period_seconds, 1e-9), AUTO_CHUNK_MAX)
+    return periods_per_chunk(max(periods_left, 1), max(1, int(np.ceil(wanted))))
+
+
 def _stopped_early(exp: Experiment, state: LoopState) -> bool:
     """Whether every run's early-stop metric (`early_stop.metric`, read from the state:
     the latest evaluation or its running best) has reached `early_stop.at_least`."""
@@ -208,7 +226,9 @@ def run(
             run_dir, num_seeds=len(exp.runs), config=exp.config, runs=exp.runs,
             resume_step=resume_step, **dataclasses.asdict(exp.logger),
         )
-        chunk = periods_per_chunk(max(periods_left, 1), exp.chunk_periods)
+        auto = exp.chunk_periods is None  # sized after the first timed chunk
+        chunk = 1 if auto else periods_per_chunk(max(periods_left, 1), exp.chunk_periods)
+        chunks_done = 0
         bar = Progress(exp.total_steps, initial=settings.step_of(done_iterations),
                        stream=stream, enabled=progress, unit=unit.split()[-1])
         first_eval = last_saved = None
@@ -227,6 +247,7 @@ def run(
             state = keep_sharded(state, sharding)  # no recompile from a changed placement
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
+            host_start = time.perf_counter()
             if first_chunk:  # compiling (or loading from the cache) is most of it
                 say(f"rlmem: compiled and ran the first chunk ({n} evaluation period(s)) "
                     f"in {elapsed:.1f} s")
@@ -249,6 +270,12 @@ def run(
             bar.update(steps, float(np.mean(metrics["eval/return"][:, -1])))
             # The Checkpointer copies the leaves to host before returning, so the next
             # chunk may donate (reuse) the device buffers while an async save writes.
+            chunks_done += 1
+            if auto and chunks_done == 2 and periods_left:  # the first timing w/o compiling
+                chunk = auto_chunk(periods_left, elapsed / n, time.perf_counter() - host_start)
+                if chunk > 1:
+                    bar.note(f"rlmem: {chunk} evaluation periods per chunk from here (a period "
+                        f"trains in {elapsed / n:.3g} s; loop.chunk_periods=null)")
             minutes = ckpt.every_minutes
             due = minutes is not None and time.monotonic() - saved_at >= 60 * minutes
             stopping = stop.signum is not None and periods_left > 0
@@ -258,7 +285,7 @@ def run(
             if stopping:  # closing the checkpointer and the logger (below) flushes both
                 raise stop.error(steps, exp.total_steps, unit)
             if stop_early:  # the final save below checkpoints this step
-                say(f"rlmem: early stop: every run's {exp.early_stop[0]} reached "
+                bar.note(f"rlmem: early stop: every run's {exp.early_stop[0]} reached "
                     f"{exp.early_stop[1]:g} by {unit[:-1]} {steps} of {exp.total_steps}")
                 break
         final_steps = settings.step_of(int(np.asarray(state.iterations)[0]))
