@@ -92,3 +92,39 @@ def test_default_groups_by_every_key_that_varies_and_never_pools(plot_runs, tmp_
         plot_runs.load_curves(runs, "env", "eval/return")
     assert plot_runs.default_title(base, "eval/return").startswith(
         "RepeatFirstEasy, dqn, ? iterations: eval/return")
+
+
+def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
+    """memory x batching x burn-in: rows by memory, columns by burn-in, lines by batching;
+    no panel pools runs, a key named nowhere is still refused, and the figure is drawn."""
+    base = {"env": {"name": "RepeatFirstEasy"}, "algo": {"name": "dqn"}, "seed": 0}
+    for memory in ("ffm", "lru"):
+        _fake_run(tmp_path / memory / "tape", {**base, "memory": {"name": memory},
+                                               "batching": {"mode": "tape"}}, [0.0, 1.0])
+        for burn_in in (0, 5):
+            segment = {"mode": "segment", "segment_length": 20, "burn_in": burn_in}
+            _fake_run(tmp_path / memory / f"s{burn_in}",
+                      {**base, "memory": {"name": memory}, "batching": segment},
+                      [0.25, 0.5 + burn_in / 10])
+    runs = plot_runs.find_runs([tmp_path])
+    panels = plot_runs.load_panels(runs, "auto", "eval/return", rows="memory.name")
+    assert sorted(panels) == [("ffm", ""), ("lru", "")]
+    assert sorted(panels[("lru", "")], key=plot_runs._order) == [
+        "tape, burn_in=-", "segment_l20, burn_in=0", "segment_l20, burn_in=5"]
+    grid = plot_runs.load_panels(runs, "batching", "eval/return", rows="memory.name",
+                                 cols="batching.burn_in")
+    assert sorted(grid) == [("ffm", "-"), ("ffm", "0"), ("ffm", "5"), ("lru", "-"),
+                            ("lru", "0"), ("lru", "5")]
+    steps, series = grid[("lru", "5")]["segment_l20"]
+    assert list(steps) == [1, 2] and [list(s) for s in series] == [[0.25, 1.0]]
+    with pytest.raises(ValueError, match="would pool runs that differ in memory.name"):
+        plot_runs.load_panels(runs, "batching", "eval/return", cols="batching.burn_in")
+    out = tmp_path / "grid.svg"
+    table = plot_runs.plot_panels(grid, "eval/return", out, "t", rows="memory.name",
+                                  cols="batching.burn_in")
+    assert out.stat().st_size > 0
+    assert "| memory.name=lru, batching.burn_in=5: segment_l20 | 1 | 1.000 [1.000, 1.000] |" in table
+    configs = [plot_runs.run_config(r) for r in runs] + [{"env": {"name": "RepeatPreviousEasy"},
+                                                          "algo": {"name": "dqn"}}]
+    assert plot_runs.default_title(configs, "eval/return") == (
+        "dqn, ? iterations: eval/return, mean and 95% CI over seeds")  # the envs differ
