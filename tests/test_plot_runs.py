@@ -1,4 +1,5 @@
-"""scripts/plot_runs.py: the x axis says what the logged step counts."""
+"""scripts/plot_runs.py and the run reading it builds on (rlmem.results): grouping,
+pooling refusals, facets, sweep members, the x axis's unit."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
+from rlmem import results
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_runs.py"
 
@@ -23,7 +26,7 @@ def test_step_unit_follows_loop_rollout(plot_runs, tmp_path, rollout, unit):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(f"loop:\n  rollout: {rollout}\n")
-    assert plot_runs.step_unit([run]) == unit
+    assert results.step_unit([run]) == unit
 
 
 def test_vmap_sweep_dirs_split_into_members(plot_runs, tmp_path):
@@ -43,14 +46,14 @@ def test_vmap_sweep_dirs_split_into_members(plot_runs, tmp_path):
              "eval/return": member + step / 100 + seed}
             for step in (10, 20) for member, gamma in ((0, 0.9), (1, 0.5)) for seed in (0, 1)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    curves = plot_runs.load_curves(plot_runs.find_runs([run]), "algo.gamma", "eval/return")
+    curves = results.load_curves(results.find_runs([run]), "algo.gamma", "eval/return")
     assert sorted(curves) == ["0.5", "0.9"]
     steps, series = curves["0.5"]
     assert list(steps) == [10, 20] and [list(s) for s in series] == [[1.1, 1.2], [2.1, 2.2]]
-    two = plot_runs.load_curves([run], "algo.gamma,batching", "eval/return")
+    two = results.load_curves([run], "algo.gamma,batching", "eval/return")
     assert sorted(two) == ["0.5 / tape", "0.9 / tape"]
     with pytest.raises(ValueError, match="--metric='eval/retrun' is not logged"):
-        plot_runs.load_curves([run], "algo.gamma", "eval/retrun")
+        results.load_curves([run], "algo.gamma", "eval/retrun")
 
 
 def _fake_run(path, config, values):
@@ -77,19 +80,19 @@ def test_default_groups_by_every_key_that_varies_and_never_pools(plot_runs, tmp_
                        "initial_state": initial}
             _fake_run(tmp_path / f"s{burn_in}{initial}", {**base, "batching": segment,
                                                           "seed": burn_in}, [0.5, 0.5])
-    runs = plot_runs.find_runs([tmp_path])
-    curves = plot_runs.load_curves(runs, "auto", "eval/return")
-    assert sorted(curves, key=plot_runs._order) == [
+    runs = results.find_runs([tmp_path])
+    curves = results.load_curves(runs, "auto", "eval/return")
+    assert sorted(curves, key=results.order_key) == [
         "tape, burn_in=-, initial_state=-",
         "segment_l20, burn_in=0, initial_state=stored",
         "segment_l20, burn_in=0, initial_state=zeros",
         "segment_l20, burn_in=10, initial_state=stored",
         "segment_l20, burn_in=10, initial_state=zeros"]
     with pytest.raises(ValueError, match="would pool runs that differ in batching.burn_in"):
-        plot_runs.load_curves(runs, "batching", "eval/return")
+        results.load_curves(runs, "batching", "eval/return")
     with pytest.raises(ValueError, match="is a section, not a value; name one of its keys: "
                                          "env.name"):
-        plot_runs.load_curves(runs, "env", "eval/return")
+        results.load_curves(runs, "env", "eval/return")
     assert plot_runs.default_title(base, "eval/return").startswith(
         "RepeatFirstEasy, dqn, ? iterations: eval/return")
 
@@ -106,25 +109,26 @@ def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
             _fake_run(tmp_path / memory / f"s{burn_in}",
                       {**base, "memory": {"name": memory}, "batching": segment},
                       [0.25, 0.5 + burn_in / 10])
-    runs = plot_runs.find_runs([tmp_path])
-    panels = plot_runs.load_panels(runs, "auto", "eval/return", rows="memory.name")
+    runs = results.find_runs([tmp_path])
+    panels = results.load_panels(runs, "auto", "eval/return", rows="memory.name")
     assert sorted(panels) == [("ffm", ""), ("lru", "")]
-    assert sorted(panels[("lru", "")], key=plot_runs._order) == [
+    assert sorted(panels[("lru", "")], key=results.order_key) == [
         "tape, burn_in=-", "segment_l20, burn_in=0", "segment_l20, burn_in=5"]
-    grid = plot_runs.load_panels(runs, "batching", "eval/return", rows="memory.name",
+    grid = results.load_panels(runs, "batching", "eval/return", rows="memory.name",
                                  cols="batching.burn_in")
     assert sorted(grid) == [("ffm", "-"), ("ffm", "0"), ("ffm", "5"), ("lru", "-"),
                             ("lru", "0"), ("lru", "5")]
     steps, series = grid[("lru", "5")]["segment_l20"]
     assert list(steps) == [1, 2] and [list(s) for s in series] == [[0.25, 1.0]]
     with pytest.raises(ValueError, match="would pool runs that differ in memory.name"):
-        plot_runs.load_panels(runs, "batching", "eval/return", cols="batching.burn_in")
+        results.load_panels(runs, "batching", "eval/return", cols="batching.burn_in")
     out = tmp_path / "grid.svg"
     table = plot_runs.plot_panels(grid, "eval/return", out, "t", rows="memory.name",
                                   cols="batching.burn_in")
     assert out.stat().st_size > 0
-    assert "| memory.name=lru, batching.burn_in=5: segment_l20 | 1 | 1.000 [1.000, 1.000] |" in table
-    configs = [plot_runs.run_config(r) for r in runs] + [{"env": {"name": "RepeatPreviousEasy"},
+    assert ("| memory.name=lru, batching.burn_in=5: segment_l20 | 1 | 1.000 [1.000, 1.000] |"
+            in table)
+    configs = [results.run_config(r) for r in runs] + [{"env": {"name": "RepeatPreviousEasy"},
                                                           "algo": {"name": "dqn"}}]
     assert plot_runs.default_title(configs, "eval/return") == (
         "dqn, ? iterations: eval/return, mean and 95% CI over seeds")  # the envs differ

@@ -1,0 +1,224 @@
+"""Finished runs, read back for figures and tables (`scripts/plot_runs.py`,
+`scripts/results_table.py`, `scripts/aggregate_runs.py`).
+
+A run directory holds `metrics.jsonl` and `.hydra/config.yaml`; a directory of runs (a
+Hydra multirun sweep, `results/...`) holds them at any depth. A vectorised sweep's run
+(`sweep.vmap`) is several runs in one directory: `samples` splits it into its members,
+each with its own config. Runs are told apart by config keys (`run_label`,
+`varying_keys`); the keys in `NOT_ARMS` never tell arms apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rlmem.loop import step_unit_of
+from rlmem.metrics import METRICS_FILE, read_metrics
+from rlmem.rundir import HYDRA_SUBDIR
+from rlmem.sweep import member_config, members
+
+Sample = tuple[dict[str, Any], dict[int, float]]  # a seed's config and {step: value}
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories in `paths`: each path itself, or its subdirectories holding metrics."""
+    runs: list[Path] = []
+    for path in paths:
+        if (path / METRICS_FILE).exists():
+            runs.append(path)
+        elif path.is_dir():  # every run below it, at any depth (0, 1, ..., 10 in order)
+            found = [p.parent for p in path.rglob(METRICS_FILE)]
+            runs.extend(sorted(found, key=lambda p: [(len(part), part) for part in p.parts]))
+        else:
+            raise ValueError(f"path={str(path)!r} is neither a run dir nor a directory of runs")
+    if not runs:
+        raise ValueError(f"no {METRICS_FILE} found under paths={[str(p) for p in paths]}")
+    return runs
+
+
+def run_label(config: dict[str, Any], key: str, missing: str | None = None) -> str:
+    """The group of a run: `key` looked up in its config (``batching`` is special-cased);
+    several comma-separated keys give their values joined by `` / ``. A key the config
+    lacks is an error, or `missing` if given."""
+    if "," in key:
+        return " / ".join(run_label(config, part.strip(), missing) for part in key.split(","))
+    if key == "batching":
+        b = config["batching"]
+        return "tape" if b["mode"] == "tape" else f"segment_l{b['segment_length']}"
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if missing is not None:
+                return missing
+            raise ValueError(f"--label key={key!r} not in the run config (missing {part!r})")
+        value = value[part]
+    if isinstance(value, dict):
+        raise ValueError(f"--label key={key!r} is a section, not a value; name one of its "
+                         f"keys: {', '.join(f'{key}.{k}' for k in sorted(value))}")
+    return str(value)
+
+
+# Keys that never tell runs apart: seeds (the samples), where outputs and logs go, and
+# the sweep spec itself (its members' values are set in their configs).
+NOT_ARMS = ("seed", "num_seeds", "logger", "checkpoint", "sweep", "hydra",
+            "loop.chunk_periods", "loop.check_memory")
+BATCHING_LABEL_KEYS = {"batching.mode", "batching.segment_length"}  # -> `batching`
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"a.b": "value"}` for every leaf of a nested config (values as strings)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """The config keys whose values differ between `configs` (seeds and outputs aside)."""
+    flat = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flat)) if flat else []
+    # A key only some configs have (a segment length beside tape runs) varies only if it
+    # takes several values where it is present.
+    return [k for k in keys
+            if not any(k == p or k.startswith(p + ".") for p in NOT_ARMS)
+            and len({f[k] for f in flat if k in f}) > 1]
+
+
+def samples(runs: list[Path], metric: str) -> list[Sample]:
+    """One `(config, {step: value})` per seed of every run (and sweep member)."""
+    found: list[Sample] = []
+    for run in runs:
+        config = run_config(run)
+        sweep_members = members((config.get("sweep") or {}).get("vmap"))
+        per_seed: dict[tuple[int | None, int], dict[int, float]] = defaultdict(dict)
+        rows = read_metrics(run / METRICS_FILE)
+        if rows and metric not in set().union(*rows):
+            raise ValueError(f"--metric={metric!r} is not logged in {run / METRICS_FILE}; "
+                             f"logged: {', '.join(sorted(k for k in rows[0] if '/' in k))}")
+        for row in rows:
+            if row.get(metric) is not None:  # null = no data at that step
+                per_seed[row.get("member"), row["seed"]][row["step"]] = float(row[metric])
+        for (member, _), series in per_seed.items():
+            own = config if member is None else member_config(config, sweep_members[member])
+            found.append((own, series))
+    return found
+
+
+def run_config(run: Path) -> dict[str, Any]:
+    """The composed config a run recorded (`<run>/.hydra/config.yaml`)."""
+    return yaml.safe_load((run / HYDRA_SUBDIR / "config.yaml").read_text())
+
+
+def step_unit(runs: list[Path]) -> str:
+    """What the logged `step` counts (`rlmem.loop.step_unit_of` the runs' `loop.rollout`;
+    the first run's config decides)."""
+    config = run_config(runs[0]) if runs else {}
+    return step_unit_of((config.get("loop") or {}).get("rollout", "steps"))
+
+
+Curves = dict[str, tuple[np.ndarray, list[np.ndarray]]]  # label -> (steps [S], per-seed [S])
+
+
+def order_key(name: str) -> tuple[int, float, str]:
+    """tape first, then segment lengths ascending, then anything else by name."""
+    head, _, rest = name.partition(", ")
+    if head == "tape":
+        return (0, 0.0, rest)
+    if head.startswith("segment_l") and head[9:].isdigit():
+        return (1, float(head[9:]), rest)
+    return (2, 0.0, name)
+
+
+def auto_label(configs: list[dict[str, Any]], facets: tuple[str, ...] = ()) -> str:
+    """Every key that varies within a panel (the runs that share the `facets`' values;
+    the two keys that make `batching`'s label folded into it), or `batching` when
+    nothing varies ("" if batching is a facet)."""
+    covered = set(facets) | (BATCHING_LABEL_KEYS if "batching" in facets else set())
+    panels: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for config in configs:
+        panels[run_label(config, ",".join(facets), "-") if facets else ""].append(config)
+    varying = sorted(set().union(*(varying_keys(group) for group in panels.values())))
+    keys = [k for k in varying if k not in covered]
+    if not keys or set(keys) & BATCHING_LABEL_KEYS:
+        keys = ["batching", *(k for k in keys if k not in BATCHING_LABEL_KEYS)]
+    if keys == ["batching"] and "batching" in facets:
+        return ""
+    return ",".join(keys)
+
+
+def auto_name(config: dict[str, Any], label: str) -> str:
+    """An automatic group's legend: `tape` alone, else `key=value` pairs by the keys' last
+    parts (`segment_l20, burn_in=10, initial_state=stored`)."""
+    keys = [k.strip() for k in label.split(",")]
+    if not label:
+        return "all runs"
+    if keys == ["batching"]:
+        return run_label(config, "batching")
+    return ", ".join(run_label(config, k, "-") if k == "batching"
+                     else f"{k.rsplit('.', 1)[-1]}={run_label(config, k, '-')}" for k in keys)
+
+
+def check_not_pooled(samples: list[tuple[dict[str, Any], Any]], label: str) -> None:
+    """Refuse to pool, in one group, runs whose configs differ in a key not in `label`."""
+    named = {k.strip() for k in label.split(",") if k.strip()}
+    if "batching" in named:
+        named |= BATCHING_LABEL_KEYS
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for config, _ in samples:
+        groups[run_label(config, label, "-") if label else ""].append(config)
+    for name, configs in groups.items():
+        hidden = [k for k in varying_keys(configs) if k not in named]
+        if hidden:
+            values = {k: sorted({flatten(c).get(k, "-") for c in configs}) for k in hidden}
+            shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in values.items())
+            raise ValueError(
+                f"group {name!r} would pool runs that differ in {shown}; add the key(s) "
+                f"to --label, --rows or --cols (e.g. --label {label},{hidden[0]}) or plot "
+                "them separately")
+
+
+def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
+    """Per group: the common env steps and one curve per seed (`metric` at those steps).
+
+    `label="auto"` groups by every config key that varies between the runs (see
+    `auto_label`); any label refuses to pool runs that differ in keys it does not name."""
+    return load_panels(runs, label, metric)[("", "")]
+
+
+Panels = dict[tuple[str, str], Curves]  # (row value, column value) -> that panel's curves
+
+
+def load_panels(runs: list[Path], label: str, metric: str, rows: str = "",
+                cols: str = "") -> Panels:
+    """`load_curves` split into panels: one per value of the `rows` keys x one per value
+    of the `cols` keys (comma-separated; "" = one). An automatic label leaves the facet
+    keys out of the line names; nothing is pooled over keys no option names."""
+    found = samples(runs, metric)
+    facets = tuple(k.strip() for k in f"{rows},{cols}".split(",") if k.strip())
+    auto = label == "auto"
+    if auto:
+        label = auto_label([config for config, _ in found], facets)
+    check_not_pooled(found, ",".join(k for k in (label, *facets) if k))
+    grouped: dict[tuple[str, str, str], list[dict[int, float]]] = defaultdict(list)
+    for config, series in found:
+        name = auto_name(config, label) if auto else run_label(config, label)
+        where = tuple(run_label(config, keys, "-") if keys else "" for keys in (rows, cols))
+        grouped[(*where, name)].append(series)
+    panels: Panels = defaultdict(dict)
+    for (row, col, name), series in grouped.items():
+        # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
+        steps = sorted(set.intersection(*(set(s) for s in series)))
+        if not steps:
+            raise ValueError(f"group {name!r} has no step with {metric!r} in every seed")
+        panels[(row, col)][name] = (np.array(steps),
+                                    [np.array([s[t] for t in steps]) for s in series])
+    return dict(panels)

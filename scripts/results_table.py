@@ -1,0 +1,123 @@
+"""The evidence table of finished runs: per task x memory model x arm, over seeds.
+
+    python scripts/results_table.py results/paper
+    python scripts/results_table.py multirun/my-grid --threshold 0.9 --commands
+
+Columns (mean over seeds and the 95 % bootstrap CI of that mean): the final running-best
+eval return (`eval/best_return`, the paper's metric), the final plain eval return
+(`eval/return` on fresh env seeds), the first step at which seeds' eval return reaches
+`--threshold` (mean over the seeds that do, and how many), and the training time of the
+job (its chunks' wall time, compiling included, all of its vmapped seeds together). Below
+each task x model, whether tape batching's final running best is >= every segment
+length's. Arms are told apart by every config key that varies within a task x model
+(`--label` to choose; runs that differ elsewhere are never pooled). `--commands` lists
+the command that made each run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from rlmem.results import Curves, find_runs, load_panels, order_key, step_unit
+from rlmem.rundir import HYDRA_SUBDIR
+from rlmem.stats import bootstrap_mean_ci
+
+CELL = ("env.name", "memory.name")  # a table block: one task x one memory model
+
+
+def _mean_ci(values: np.ndarray, rng: np.random.Generator) -> str:
+    low, high = bootstrap_mean_ci(values, rng)
+    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _first_reach(curve: tuple[np.ndarray, list[np.ndarray]], threshold: float) -> str:
+    steps, series = curve
+    hits = [steps[np.argmax(v >= threshold)] for v in series if (v >= threshold).any()]
+    return (f"{np.mean(hits):,.0f} ({len(hits)}/{len(series)})" if hits
+            else f"never (0/{len(series)})")
+
+
+def _minutes(curve: tuple[np.ndarray, list[np.ndarray]] | None) -> str:
+    if curve is None:
+        return "-"
+    return f"{np.mean([np.sum(s) for s in curve[1]]) / 60:.1f} min"
+
+
+def tape_verdict(best: Curves) -> str:
+    """Whether the tape arm's mean final running best is >= every segment arm's."""
+    finals = {name: float(np.mean([s[-1] for s in best[name][1]])) for name in best}
+    tape = [n for n in finals if n.split(",")[0] == "tape"]
+    segments = [n for n in finals if n.startswith("segment_l")]
+    if len(tape) != 1 or not segments:
+        return ""
+    beaten = [n for n in segments if finals[n] > finals[tape[0]]]
+    if not beaten:
+        return f"tape >= every segment length: yes ({finals[tape[0]]:.3f})"
+    shown = ", ".join(f"{n} {finals[n]:.3f}" for n in sorted(beaten, key=order_key))
+    return f"tape >= every segment length: no (tape {finals[tape[0]]:.3f}; higher: {shown})"
+
+
+def results_table(runs: list[Path], label: str = "auto", threshold: float = 0.9,
+                  seed: int = 0) -> str:
+    """The markdown table (and verdict lines) for `runs`."""
+    rng = np.random.default_rng(seed)
+    rows, cols = CELL
+    best = load_panels(runs, label, "eval/best_return", rows, cols)
+    plain = load_panels(runs, label, "eval/return", rows, cols)
+    try:
+        times = load_panels(runs, label, "perf/chunk_seconds", rows, cols)
+    except ValueError:  # runs written before perf/* existed
+        times = {}
+    unit = step_unit(runs)
+    out = [f"| task | memory | arm | seeds | final running-best eval return (95% CI) "
+           f"| final eval return (95% CI) | first {unit[:-1]} >= {threshold:g} (seeds) "
+           "| training time per job |", "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for cell in sorted(best):
+        for name in sorted(best[cell], key=order_key):
+            finals = np.array([s[-1] for s in best[cell][name][1]])
+            plain_finals = np.array([s[-1] for s in plain[cell][name][1]])
+            out.append(
+                f"| {cell[0]} | {cell[1]} | {name} | {len(finals)} | {_mean_ci(finals, rng)} "
+                f"| {_mean_ci(plain_finals, rng)} "
+                f"| {_first_reach(plain[cell][name], threshold)} "
+                f"| {_minutes(times.get(cell, {}).get(name))} |")
+        if verdict := tape_verdict(best[cell]):
+            verdicts.append(f"- {cell[0]} x {cell[1]}: {verdict}")
+    return "\n".join(out + ([""] + verdicts if verdicts else []))
+
+
+def commands(runs: list[Path]) -> str:
+    """`python train.py <overrides>` for each run directory, from `.hydra/overrides.yaml`."""
+    lines = []
+    for run in runs:
+        path = run / HYDRA_SUBDIR / "overrides.yaml"
+        if path.exists():
+            overrides = yaml.safe_load(path.read_text()) or []
+            lines.append(f"- `{run}`: `python train.py {' '.join(overrides)}`")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run dirs or sweep dirs")
+    parser.add_argument("--label", default="auto",
+                        help="config keys telling arms apart (default: every key that "
+                             "varies within a task x model)")
+    parser.add_argument("--threshold", type=float, default=0.9,
+                        help="eval return whose first crossing is reported (default 0.9)")
+    parser.add_argument("--commands", action="store_true",
+                        help="also list the command of every run directory")
+    args = parser.parse_args()
+    runs = find_runs(args.paths)
+    print(results_table(runs, args.label, args.threshold))
+    if args.commands:
+        print("\n" + commands(runs))
+
+
+if __name__ == "__main__":
+    main()
