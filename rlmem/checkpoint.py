@@ -170,7 +170,8 @@ class Checkpointer:
         with `force=True`.
       keep: how many of the newest checkpoints to keep (>= 1).
       fingerprint: JSON-able description of what the state means (config minus run-only
-        keys, shapes); saved, and compared on restore.
+        keys, shapes); saved, and compared on restore unless it is None (then only the
+        leaves' paths, shapes and dtypes are: a reader such as `rlmem.evaluate`).
       exclude: a predicate on subtrees; those it accepts are left out of the checkpoint
         and keep `like`'s values on restore (e.g. `rlmem.data.tape.is_replay_store`:
         smaller checkpoints, resumed runs refill the replay). None keeps everything.
@@ -194,6 +195,7 @@ class Checkpointer:
         self.interval = positive_int("checkpoint interval", interval)
         self.keep = positive_int("checkpoint keep", keep)
         self.directory = Path(directory).absolute()
+        self.compare_fingerprint = fingerprint is not None
         self.fingerprint = _jsonable(dict(fingerprint or {}))
         self.exclude = exclude
         options = ocp.CheckpointManagerOptions(
@@ -286,13 +288,17 @@ class Checkpointer:
                 f"{why(err)}") from err
 
     # ---------------------------------------------------------------- restore
-    def restore(self, like: PyTree, step: int | None = None) -> tuple[PyTree, dict]:
+    def restore(self, like: PyTree, step: int | None = None,
+                partial: bool = False) -> tuple[PyTree, dict]:
         """Restore the checkpoint at `step` (default: the newest valid one) into `like`'s shape.
 
         Args:
           like: a pytree with the same structure, shapes and dtypes as the saved state (e.g.
             a freshly initialised state); excluded leaves (replay) keep `like`'s values.
           step: a specific step; None = the latest, falling back to older ones if corrupt.
+          partial: restore only the leaves the checkpoint and `like` share with the same
+            path, shape and dtype; `like`'s other leaves keep their values and are listed
+            in the returned meta's `"not_restored"` (reading part of an older state).
 
         Returns:
           `(state, meta)`: the restored pytree (numpy leaves; typed PRNG keys re-wrapped)
@@ -309,13 +315,13 @@ class Checkpointer:
             if step not in steps:
                 raise FileNotFoundError(
                     f"no checkpoint at step={step} in {self.directory}; have {steps}")
-            return self._restore_step(like, step)
+            return self._restore_step(like, step, partial)
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         errors = []
         for s in reversed(steps):
             try:
-                return self._restore_step(like, s)
+                return self._restore_step(like, s, partial)
             except CheckpointCorruptError as err:
                 errors.append(str(err))
                 aside = self.directory / corrupt_name(s)
@@ -328,7 +334,8 @@ class Checkpointer:
             f"{CORRUPT_PREFIX}<step>):\n  " + "\n  ".join(errors) + "\nto start again from step 0 "
             "with the old files moved aside, set checkpoint.overwrite=true")
 
-    def _restore_step(self, like: PyTree, step: int) -> tuple[PyTree, dict]:
+    def _restore_step(self, like: PyTree, step: int,
+                      partial: bool = False) -> tuple[PyTree, dict]:
         where = f"checkpoint step {step} in {self.directory}"
         try:
             got = self._manager.restore(step, args=ocp.args.Composite(
@@ -338,7 +345,8 @@ class Checkpointer:
         except Exception as err:  # noqa: BLE001 - any read failure means corrupt
             raise CheckpointCorruptError(f"{where} is unreadable ({why(err)})") from err
 
-        diffs = _diff(manifest.get("fingerprint"), self.fingerprint, "fingerprint")
+        diffs = (_diff(manifest.get("fingerprint"), self.fingerprint, "fingerprint")
+                 if self.compare_fingerprint else [])
         kept, excluded, _ = _leaves(like, self.exclude)
         kept_paths = {p for p, _ in kept}
         if any(p in kept_paths for p in manifest.get("excluded", ())):
@@ -350,18 +358,23 @@ class Checkpointer:
         now = [{"path": p, **_describe(x)} for p, x in kept]
         saved_by_path = {leaf["path"]: leaf for leaf in used}
         now_by_path = {leaf["path"]: leaf for leaf in now}
+        differ: set[str] = set()  # partial: shared paths whose shape or dtype differs
         for path in sorted(set(saved_by_path) | set(now_by_path)):
             if path not in now_by_path:
-                diffs.append(f"state{path}: in the checkpoint, not in this run's state")
+                if not partial:
+                    diffs.append(f"state{path}: in the checkpoint, not in this run's state")
             elif path not in saved_by_path:
-                diffs.append(f"state{path}: in this run's state, not in the checkpoint")
+                if not partial:
+                    diffs.append(f"state{path}: in this run's state, not in the checkpoint")
             else:
                 a, b = saved_by_path[path], now_by_path[path]
                 for field in ("shape", "dtype", "key_impl"):
-                    if a[field] != b[field]:
+                    if a[field] != b[field] and partial:
+                        differ.add(path)  # not restored: `like`'s value stays
+                    elif a[field] != b[field]:
                         diffs.append(f"state{path}: {field} {a[field]} in the checkpoint, "
                                      f"{b[field]} in this run")
-        if not diffs and [leaf["path"] for leaf in used] != [p for p, _ in kept]:
+        if not (diffs or partial) and [leaf["path"] for leaf in used] != [p for p, _ in kept]:
             diffs.append("state: the same leaves in a different order (a different pytree)")
         if diffs:
             shown = diffs[:20] + ([f"... and {len(diffs) - 20} more"] if len(diffs) > 20 else [])
@@ -378,9 +391,10 @@ class Checkpointer:
             raise CheckpointCorruptError(f"{where} is unreadable ({why(err)})") from err
         if int(arrays["__step__"]) != step:
             raise CheckpointCorruptError(f"{where} holds step {int(arrays['__step__'])}")
-        values = []
+        by_path = {}
         for i, leaf in enumerate(saved_leaves):
-            if leaf["path"] in skip:
+            if leaf["path"] in skip or leaf["path"] not in now_by_path or (
+                    leaf["path"] in differ):
                 continue
             name = f"leaf_{i:05d}"
             arr = np.asarray(arrays[name]) if name in target else np.zeros(
@@ -389,8 +403,10 @@ class Checkpointer:
                 raise CheckpointCorruptError(f"{where} fails its checksum at state{leaf['path']}")
             if leaf["key_impl"] is not None:
                 arr = jax.random.wrap_key_data(arr, impl=leaf["key_impl"])
-            values.append(arr)
-        return self._rebuild(like, values), meta
+            by_path[leaf["path"]] = arr
+        missing = [p for p, _ in kept if p not in by_path]  # only when partial
+        values = [by_path.get(p, x) for p, x in kept]
+        return self._rebuild(like, values), {**meta, "not_restored": missing} if partial else meta
 
     def _rebuild(self, like: PyTree, values: list[Any]) -> PyTree:
         """`like` with its saved leaves replaced by `values` (flatten order)."""

@@ -128,6 +128,35 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
 _MISSING = object()
 
 
+def compose_run_config(recorded: dict, overrides: list[str]):
+    """A recorded run config (`.hydra/config.yaml`) completed with today's defaults: the
+    config composed from the run's group choices (`overrides`: its `overrides.yaml`),
+    with every recorded value on top. Keys added since the run keep their defaults; flat
+    `algo.*` keys that now live in a block (`algo.optim.*`) move there."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    from rlmem.config_checks import MOVED_ALGO_KEYS
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            base = compose("config", overrides=[o for o in overrides if _is_group_choice(o)])
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(base):
+        base.pop("hydra", None)
+    OmegaConf.set_struct(base, False)
+    recorded = {k: v for k, v in recorded.items() if k != "hydra"}
+    algo = dict(recorded.get("algo") or {})
+    for key, where in MOVED_ALGO_KEYS.items():  # flat keys of older runs -> their block
+        if key in algo:
+            block = where.split(".")[1]
+            algo[block] = {**(algo.get(block) or {}), key: algo.pop(key)}
+    return OmegaConf.merge(base, {**recorded, "algo": algo} if algo else recorded)
+
+
 def _dotted(tree: dict, prefix: str = "") -> list[str]:
     """Every key of a nested mapping, dotted (`optim.learning_rate`)."""
     out = []
