@@ -10,6 +10,7 @@ each with its own config. Runs are told apart by config keys (`run_label`,
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,18 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
     """The config keys whose values differ between `configs` (seeds and outputs aside)."""
     flat = [flatten(c) for c in configs]
     keys = sorted(set().union(*flat)) if flat else []
-    # A key only some configs have (a segment length beside tape runs) varies only if it
-    # takes several values where it is present.
+    # A segment key beside tape runs (which have no `batching.segment_length`, `burn_in`,
+    # ...) varies only if it takes several values where it is present. Any other key that
+    # only some configs have tells them apart (a run from before an option existed, shown
+    # as "-", is not pooled with one that set it).
+    def values(k: str) -> set[str]:
+        if k.startswith("batching."):
+            return {f[k] for f in flat if k in f}
+        return {f.get(k, "-") for f in flat}
+
     return [k for k in keys
             if not any(k == p or k.startswith(p + ".") for p in NOT_ARMS)
-            and len({f[k] for f in flat if k in f}) > 1]
+            and len(values(k)) > 1]
 
 
 def samples(runs: list[Path], metric: str) -> list[Sample]:
@@ -114,8 +122,29 @@ def samples(runs: list[Path], metric: str) -> list[Sample]:
 
 
 def run_config(run: Path) -> dict[str, Any]:
-    """The composed config a run recorded (`<run>/.hydra/config.yaml`)."""
-    return yaml.safe_load((run / HYDRA_SUBDIR / "config.yaml").read_text())
+    """The composed config a run recorded (`<run>/.hydra/config.yaml`), in today's terms
+    when its group choices are known (`.hydra/overrides.yaml`): keys added to rlmem since
+    the run at their defaults (which keep the behaviour it had), keys that moved at their
+    new place (`rlmem.configs.compose_run_config`). So a run of an older version is
+    compared with today's runs key by key instead of differing in every renamed key."""
+    recorded = yaml.safe_load((run / HYDRA_SUBDIR / "config.yaml").read_text())
+    overrides = run / HYDRA_SUBDIR / "overrides.yaml"
+    if not overrides.exists():
+        return recorded
+    return _in_todays_terms(yaml.safe_dump(recorded), overrides.read_text())
+
+
+@functools.cache
+def _in_todays_terms(recorded: str, overrides: str) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from rlmem.configs import compose_run_config
+
+    try:
+        config = compose_run_config(yaml.safe_load(recorded), yaml.safe_load(overrides) or [])
+    except Exception:  # noqa: BLE001  (a key removed since: compare the run as recorded)
+        return yaml.safe_load(recorded)
+    return OmegaConf.to_container(config, resolve=False)
 
 
 def step_unit(runs: list[Path]) -> str:

@@ -132,3 +132,37 @@ def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
                                                           "algo": {"name": "dqn"}}]
     assert plot_runs.default_title(configs, "eval/return") == (
         "dqn, ? iterations: eval/return, mean and 95% CI over seeds")  # the envs differ
+
+
+def test_runs_of_an_older_version_compare_in_todays_terms(tmp_path):
+    """A run recorded before the optimiser block and `algo.td_loss` existed differs from
+    today's default run in no key (its keys are completed and moved), and from a
+    `td_loss=mean_abs` run in that key alone; without its group choices a run is taken as
+    recorded, and a key it lacks tells it apart ("-")."""
+    import json
+
+    import yaml
+
+    def run(name, config, overrides):
+        path = tmp_path / name
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        if overrides is not None:
+            (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (path / "metrics.jsonl").write_text(json.dumps(
+            {"step": 1, "seed": 0, "eval/return": 0.0}) + "\n")
+        return path
+
+    today = results.run_config(run("new", {"algo": {"name": "dqn"}}, []))
+    old_algo = {k: v for k, v in today["algo"].items() if k not in ("td_loss", "optim")}
+    old_algo["learning_rate"] = today["algo"]["optim"]["learning_rate"]
+    old = run("old", {**today, "algo": old_algo}, [])
+    ablation = run("abl", {**today, "algo": {**today["algo"], "td_loss": "mean_abs"}},
+                   ["algo.td_loss=mean_abs"])
+    configs = [results.run_config(p) for p in (old, tmp_path / "new", ablation)]
+    assert results.varying_keys(configs) == ["algo.td_loss"]
+    assert results.varying_keys(configs[:2]) == []
+    bare = run("bare", {"algo": {"name": "dqn"}}, None)  # no overrides.yaml: as recorded
+    assert results.varying_keys([results.run_config(bare), {"algo": {"name": "dqn",
+                                                                      "gamma": 0.9}}]) == [
+        "algo.gamma"]
