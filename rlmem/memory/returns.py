@@ -134,3 +134,42 @@ def gae(
         jnp.full_like(delta, gamma * lam), delta, end, strategy
     )
     return advantage, advantage + value
+
+
+def q_lambda_targets(
+    reward: jax.Array,
+    next_q: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: float,
+    lam: float,
+    strategy: str = "auto",
+) -> jax.Array:
+    """Peng's Q(λ) targets over a tape (the PQN target, Gallici et al. 2025).
+
+    `G_t = r_t + γ [(1 - λ) next_q_t + λ G_{t+1}]` inside an episode, with
+    `next_q_t = max_a Q(next_obs_t, a)` (or any bootstrap value of `next_obs_t`); at an
+    episode's last step (and the tape's) `G_t = r_t + γ (1 - terminated_t) next_q_t`:
+    truncation and the tape's end bootstrap, a termination never does. λ = 0 is the
+    one-step target, λ = 1 the discounted return bootstrapped where the tape cuts.
+
+    The same backward affine recurrence as the returns above: offset
+    `r_t + γ (1 - λ) next_q_t` inside an episode, `r_t + γ (1 - terminated_t) next_q_t` at
+    its end, scale `γ λ`.
+
+    Args:
+      reward, next_q, terminated, truncated: `[T]`.
+      gamma, lam: in [0, 1].
+      strategy: "auto" | "associative" | "sequential".
+
+    Returns:
+      targets: `[T]` float32.
+    """
+    _check_rate("gamma", gamma)
+    _check_rate("lam", lam)
+    reward, terminated, end = _flags(reward, terminated, truncated)
+    next_q = _check("next_q", next_q, reward.shape[0]).astype(jnp.float32)
+    inside = reward + gamma * (1.0 - lam) * next_q
+    last = reward + gamma * jnp.where(terminated, 0.0, next_q)
+    offset = jnp.where(end, last, inside)
+    return reverse_affine_scan(jnp.full_like(reward, gamma * lam), offset, end, strategy)

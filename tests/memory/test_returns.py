@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlmem.memory.returns import discounted_returns, gae
+from rlmem.memory.returns import discounted_returns, gae, q_lambda_targets
 
 STRATEGIES = ("associative", "sequential")
 LENGTHS = (1, 9, 40)  # a few fixed lengths: each compiles once
@@ -19,6 +19,12 @@ RETURNS = {
 }
 GAE = {
     s: jax.jit(lambda r, v, nv, te, tr, g, lam, s=s: gae(r, v, nv, te, tr, g, lam, strategy=s))
+    for s in STRATEGIES
+}
+
+Q_LAMBDA = {
+    s: jax.jit(lambda r, nq, te, tr, g, lam, s=s: q_lambda_targets(r, nq, te, tr, g, lam,
+                                                                  strategy=s))
     for s in STRATEGIES
 }
 
@@ -63,6 +69,52 @@ def reference_gae(reward, value, next_value, terminated, truncated, gamma, lam):
             a = delta + gamma * lam * a
             advantage[t] = a
     return advantage
+
+
+def reference_q_lambda(reward, next_q, terminated, truncated, gamma, lam):
+    """Per episode, backwards: the last step bootstraps from next_q unless it terminated;
+    earlier steps mix the one-step bootstrap and the next step's target."""
+    out = np.zeros(len(reward))
+    for first, last in episodes(terminated, truncated):
+        g = reward[last] + gamma * (0.0 if terminated[last] else next_q[last])
+        out[last] = g
+        for t in range(last - 1, first - 1, -1):
+            g = reward[t] + gamma * ((1 - lam) * next_q[t] + lam * g)
+            out[t] = g
+    return out
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    length=st.sampled_from(LENGTHS),
+    gamma=st.sampled_from([0.0, 0.5, 0.99]),
+    lam=st.sampled_from([0.0, 0.65, 1.0]),
+    strategy=st.sampled_from(STRATEGIES),
+)
+def test_q_lambda_targets(seed, length, gamma, lam, strategy):
+    reward, terminated, truncated, _, next_q = random_tape(seed, length)
+    got = Q_LAMBDA[strategy](reward, next_q, terminated, truncated, gamma, lam)
+    expected = reference_q_lambda(reward, next_q, terminated, truncated, gamma, lam)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_q_lambda_closed_forms():
+    """λ = 0: the one-step target r + γ (1 - terminated) next_q; λ = 1: the discounted
+    return bootstrapped from next_q where the episode is cut (truncation, tape end)."""
+    reward, terminated, truncated, _, next_q = random_tape(5, 40)
+    gamma = 0.9
+    one_step = Q_LAMBDA["associative"](reward, next_q, terminated, truncated, gamma, 0.0)
+    np.testing.assert_allclose(one_step, reward + gamma * np.where(terminated, 0.0, next_q),
+                               rtol=1e-5, atol=1e-6)
+    mc = Q_LAMBDA["sequential"](reward, next_q, terminated, truncated, gamma, 1.0)
+    returns = RETURNS["sequential"](reward, terminated, truncated, gamma, next_q)
+    np.testing.assert_allclose(mc, returns, rtol=1e-4, atol=1e-4)
+    # hand-computed: a termination at t=1 (no bootstrap), a truncation at t=3 (next_q 10)
+    got = Q_LAMBDA["associative"](np.ones(4, np.float32), np.full(4, 10.0, np.float32),
+                                  np.array([0, 1, 0, 0], bool), np.array([0, 0, 0, 1], bool),
+                                  0.5, 0.5)
+    # t=1: 1; t=0: 1 + .5 (.5*10 + .5*1) = 3.75; t=3: 1 + .5*10 = 6; t=2: 1 + .5 (5 + 3) = 5
+    np.testing.assert_allclose(got, [3.75, 1.0, 5.0, 6.0])
 
 
 @given(
