@@ -131,6 +131,8 @@ ALGO_RANGES: dict[str, Num] = {
     "batch_size": POSITIVE_INT,  # also <= buffer_capacity (rlmem.config)
     "gamma": UNIT,
     "gae_lambda": UNIT,
+    "q_lambda": UNIT,
+    "eps_decay": COUNT,  # PQN: rollouts of epsilon decay
     "target_delay": Num(float, 1),  # tau = 1 / target_delay
     "learning_rate": POSITIVE,
     "warmup_updates": COUNT,
@@ -172,6 +174,7 @@ MEMORY_RANGES: dict[str, Num] = {
     "max_phase": POSITIVE,
     "dt_min": POSITIVE,  # S5/S6 step sizes, with dt_min <= dt_max
     "dt_max": POSITIVE,
+    "gated": FLAG,  # DeltaNet: alpha_t = 1 (false) or a learned decay per head (true)
 }
 
 

@@ -133,6 +133,11 @@ CASES = [
     case("algo=ppo", "batching=segment", "batching.segment_length=20"),  # 20 does not divide 51
     case("algo=ppo", "batching=segment", "loop.rollout_steps=60", "batching.burn_in=5"),
     case("algo=ppo", "loop.rollout=episode"),
+    # -- PQN ------------------------------------------------------------------------------
+    case("algo=pqn", "algo.q_lambda=2"),
+    case("algo=pqn", "algo.eps_decay=-3"),
+    case("algo=pqn", "loop.num_envs=4", "algo.num_minibatches=3"),
+    case("algo=pqn", "loop.rollout=episode"),
     # -- batching -------------------------------------------------------------------------
     case("batching=segment", "batching.segment_length=0"),
     case("batching=segment", "batching.segment_length=abc"),

@@ -46,9 +46,10 @@ def cfg(*overrides: str):
 
 
 def fits(overrides: list[str]) -> list[str]:
-    """PPO over segments needs a segment length dividing the rollout (RepeatFirstEasy: 51);
-    100 steps fit every segment option (L = 10, 20, 50, 100)."""
-    if "algo=ppo" in overrides and any(o.startswith("batching=segment") for o in overrides):
+    """On-policy segments (PPO, PQN) need a segment length dividing the rollout
+    (RepeatFirstEasy: 51); 100 steps fit every segment option (L = 10, 20, 50, 100)."""
+    on_policy = "algo=ppo" in overrides or "algo=pqn" in overrides
+    if on_policy and any(o.startswith("batching=segment") for o in overrides):
         return [*overrides, "loop.rollout_steps=100"]
     return overrides
 
@@ -61,7 +62,7 @@ def test_groups_are_complete():
     assert set(MEMORIES) == set(MEMORY_MODELS)
     # segment_l<L>: `segment` with the paper's sweep lengths, so one -m sweep covers the grid
     assert set(BATCHINGS) == {"tape", "segment", *(f"segment_l{n}" for n in (10, 20, 50, 100))}
-    assert set(ALGOS) == {"dqn", "ppo"}
+    assert set(ALGOS) == {"dqn", "ppo", "pqn"}
     assert len(PAPER) == 9
 
 

@@ -108,10 +108,10 @@ def test_resume_continues_the_same_run(trained):
 
 GRID = [
     (algo, batching, memory)
-    for algo in ("dqn", "ppo")
+    for algo in ("dqn", "ppo", "pqn")
     for batching in ("tape", "segment", "r2d2")
     for memory in ("ffm", "lru")
-    if not (algo == "ppo" and batching == "r2d2")  # PPO segments have no burn-in
+    if not (algo != "dqn" and batching == "r2d2")  # on-policy segments have no burn-in
 ]
 
 
@@ -128,6 +128,10 @@ def test_grid_improves_over_random(tmp_path, algo, batching, memory):
         overrides += [o for o in SMALL if o.split("=")[0] not in
                       ("memory.output_size", "algo.network.hidden_size", "eval.episodes", "logger")]
         overrides += ["loop.iterations=800", "algo.train_epochs=500"]
+        if batching == "segment":
+            overrides += ["batching.segment_length=17"]
+    elif algo == "pqn":
+        overrides += ["loop.num_envs=16", "loop.iterations=300", "algo.eps_decay=50"]
         if batching == "segment":
             overrides += ["batching.segment_length=17"]
     else:

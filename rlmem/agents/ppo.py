@@ -47,10 +47,11 @@ from flax import struct
 
 from rlmem.agents import batching as bt
 from rlmem.agents.base import RecurrentAgent, Rollout
-from rlmem.agents.batching import TAPE, Batching, SegmentBatching
+from rlmem.agents.batching import TAPE, Batching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, actor_critic, step_network
+from rlmem.agents.on_policy import OnPolicyAgent
 from rlmem.agents.optim import OptimSettings
-from rlmem.checks import check_positive_ints, check_unit_interval
+from rlmem.checks import check_unit_interval
 from rlmem.memory.returns import gae
 from rlmem.types import Transition
 
@@ -151,7 +152,7 @@ def ppo_loss(
     return loss, metrics
 
 
-class PPO(RecurrentAgent):
+class PPO(OnPolicyAgent):
     """Recurrent PPO. A static object: hyperparameters and network, no arrays.
 
     Args:
@@ -174,7 +175,6 @@ class PPO(RecurrentAgent):
       normalize_advantage: normalise advantages per minibatch.
     """
 
-    serves_episode_rollouts = False  # it learns from fixed-length rollout windows
     sweepable = (*RecurrentAgent.sweepable, "gamma", "gae_lambda", "clip_eps", "vf_coef",
                  "ent_coef")
     default_optim = OptimSettings(learning_rate=2.5e-4, warmup_updates=0, max_grad_norm=0.5,
@@ -204,36 +204,13 @@ class PPO(RecurrentAgent):
             actor_critic(memory, num_actions, network.hidden_size, network.num_blocks),
             obs_size, num_actions, batching, optim,
         )
-        if isinstance(batching, SegmentBatching) and batching.burn_in:
-            raise ValueError(
-                f"batching.burn_in={batching.burn_in} cannot be served by algo.name='ppo' "
-                "(PPO segments are cut from one rollout and have no burn-in); allowed: "
-                "batching.burn_in=0"
-            )
-        check_positive_ints(update_epochs=update_epochs, num_minibatches=num_minibatches)
         check_unit_interval(gamma=gamma, gae_lambda=gae_lambda, clip_eps=clip_eps)
         if clip_eps <= 0:
             raise ValueError(f"clip_eps must be > 0, got {clip_eps!r}")
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.clip_eps, self.vf_coef, self.ent_coef = clip_eps, vf_coef, ent_coef
-        self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         self.normalize_advantage = normalize_advantage
-        if num_envs is not None and rollout_steps is not None:
-            self.check_rollout(num_envs, rollout_steps)
-
-    def check_rollout(self, num_envs: int, rollout_steps: int) -> int:
-        """The training units of a rollout `[num_envs, rollout_steps]`; refuses a shape
-        this PPO cannot cut into equal minibatches of them."""
-        units = self.batching.num_units(num_envs, rollout_steps)
-        if units % self.num_minibatches:
-            per_stream = (" * rollout_steps / batching.segment_length"
-                          if isinstance(self.batching, SegmentBatching) else "")
-            raise ValueError(
-                f"algo.num_minibatches={self.num_minibatches} must divide the {units} "
-                f"training sequences per rollout (loop.num_envs{per_stream}); allowed: "
-                f"{bt.divisors(units)}"
-            )
-        return units
+        self.init_on_policy("ppo", update_epochs, num_minibatches, num_envs, rollout_steps)
 
     # -- the Algorithm protocol (rlmem/agents/base.py) ---------------------------------
 
@@ -266,22 +243,8 @@ class PPO(RecurrentAgent):
         self, state: PPOState, rollout: Rollout, key: jax.Array
     ) -> tuple[PPOState, dict[str, jax.Array]]:
         """`update_epochs` x `num_minibatches` gradient steps on one rollout `[E, T]`."""
-        num_envs, length = rollout.transition.reward.shape
-        num_units = self.check_rollout(num_envs, length)
-        per_batch = num_units // self.num_minibatches
-        units, carry = self.make_units(state.params, rollout)
-
-        def epoch(state: PPOState, key: jax.Array):
-            order = jax.random.permutation(key, num_units)
-            groups = jax.tree.map(
-                lambda x: x[order].reshape((self.num_minibatches, per_batch) + x.shape[1:]),
-                (units, carry),
-            )
-            return jax.lax.scan(self.update, state, groups)
-
-        keys = jax.random.split(key, self.update_epochs)
-        state, metrics = jax.lax.scan(epoch, state, keys)
-        return state, jax.tree.map(jnp.mean, metrics)
+        self.check_rollout(*rollout.transition.reward.shape)
+        return self.minibatch_epochs(state, self.make_units(state.params, rollout), key)
 
     # -- pieces --------------------------------------------------------------------------
 
@@ -290,8 +253,7 @@ class PPO(RecurrentAgent):
     ) -> tuple[jax.Array, jax.Array]:
         """GAE over each env stream. Returns `(advantage [E, T], target [E, T])`."""
         tr = rollout.transition
-        carry0 = jax.tree.map(lambda c: c[:, 0], rollout.extras["carry"])
-        streams = bt.unroll_segments(self.network, params, tr, carry0)
+        streams = self.stream_outputs(params, rollout)
         num_envs, length = tr.reward.shape
         next_value = streams.out_next[1].reshape(num_envs, length)
         value = rollout.extras["value"]
