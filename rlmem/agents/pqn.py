@@ -111,7 +111,7 @@ class PQN(OnPolicyAgent):
         eps_start: float = 1.0,
         eps_end: float = 0.05,
         eps_decay: int = 100,
-        update_epochs: int = 2,
+        update_epochs: int = 4,
         num_minibatches: int = 1,
     ):
         super().__init__(
