@@ -16,6 +16,7 @@ from rlmem.memory import make_memory
 from rlmem.runner import run
 from tests.agents import reference as ref
 from tests.compose import compose_cfg
+from tests.memory.test_returns import episodes, reference_q_lambda
 
 F, A, E, T = 4, 3, 2, 24
 GAMMA, LAM = 0.9, 0.7
@@ -26,15 +27,6 @@ def build_pqn(**kw) -> PQN:
     kw = {"gamma": GAMMA, "q_lambda": LAM, **kw}
     return PQN(memory, F, A, num_envs=E, rollout_steps=T,
                network=NetworkSettings(hidden_size=16), **kw)
-
-
-def episodes(terminated, truncated):
-    out, first = [], 0
-    for t in range(len(terminated)):
-        if terminated[t] or truncated[t] or t == len(terminated) - 1:
-            out.append((first, t))
-            first = t + 1
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +55,7 @@ def test_targets_equal_per_episode_q_lambda_of_prefix_runs(setup):
             q = np.asarray(runner(state.params, jnp.asarray(seqs), jnp.ones(n, bool),
                                   jax.tree.map(lambda x, n=n: x[:n], zero)))
             next_q[first:last + 1] = q[np.arange(n), offsets + 1].max(-1)
-        expected = np.zeros(T)
-        for first, last in episodes(term, trunc):
-            g = reward[last] + GAMMA * (0.0 if term[last] else next_q[last])
-            expected[last] = g
-            for t in range(last - 1, first - 1, -1):
-                g = reward[t] + GAMMA * ((1 - LAM) * next_q[t] + LAM * g)
-                expected[t] = g
+        expected = reference_q_lambda(reward, next_q, term, trunc, GAMMA, LAM)
         np.testing.assert_allclose(got[e], expected, rtol=2e-5, atol=2e-5)
 
 
