@@ -9,7 +9,8 @@ import pytest
 from rlmem.memory import MEMORY_MODELS, make_memory
 from rlmem.memory.ffm import FFM
 
-EXPECTED = {"linear_attention", "ffm", "sffm", "lru", "s5", "s6", "gla", "gru", "lstm", "mlp"}
+EXPECTED = {"linear_attention", "ffm", "sffm", "lru", "s5", "s6", "gla", "mingru", "mamba2",
+            "deltanet", "gated_deltanet", "mlstm", "gru", "lstm", "mlp"}
 
 
 def test_names():
