@@ -167,16 +167,33 @@ def order_key(name: str) -> tuple[int, float, str]:
     return (2, 0.0, name)
 
 
+FAMILY_KEYS = ("algo.name", "memory.name")  # choose a section's other keys
+
+
+def _implied(key: str, configs: list[dict[str, Any]]) -> bool:
+    """Whether `key` (say `algo.clip_eps`) only varies with its section's family key
+    (`algo.name`): constant among the runs of each algorithm, so the name says it all."""
+    section = key.split(".")[0]
+    family = f"{section}.name"
+    if family not in FAMILY_KEYS or key == family:
+        return False
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for config in configs:
+        groups[flatten(config).get(family, "-")].append(config)
+    return len(groups) > 1 and all(key not in varying_keys(g) for g in groups.values())
+
+
 def auto_label(configs: list[dict[str, Any]], facets: tuple[str, ...] = ()) -> str:
     """Every key that varies within a panel (the runs that share the `facets`' values;
-    the two keys that make `batching`'s label folded into it), or `batching` when
-    nothing varies ("" if batching is a facet)."""
+    the two keys that make `batching`'s label folded into it, and an algorithm's or
+    memory model's own keys into its name when they differ only with it), or `batching`
+    when nothing varies ("" if batching is a facet)."""
     covered = set(facets) | (BATCHING_LABEL_KEYS if "batching" in facets else set())
     panels: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for config in configs:
         panels[run_label(config, ",".join(facets), "-") if facets else ""].append(config)
     varying = sorted(set().union(*(varying_keys(group) for group in panels.values())))
-    keys = [k for k in varying if k not in covered]
+    keys = [k for k in varying if k not in covered and not _implied(k, configs)]
     if not keys or set(keys) & BATCHING_LABEL_KEYS:
         keys = ["batching", *(k for k in keys if k not in BATCHING_LABEL_KEYS)]
     if keys == ["batching"] and "batching" in facets:

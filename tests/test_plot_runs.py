@@ -166,3 +166,13 @@ def test_runs_of_an_older_version_compare_in_todays_terms(tmp_path):
     assert results.varying_keys([results.run_config(bare), {"algo": {"name": "dqn",
                                                                       "gamma": 0.9}}]) == [
         "algo.gamma"]
+
+
+def test_an_algorithms_own_keys_fold_into_its_name():
+    """DQN and PPO runs differ in every key only one of them has: the automatic label is
+    the algorithm's name, plus a key that also varies between runs of one algorithm."""
+    dqn = {"algo": {"name": "dqn", "target_delay": 200, "optim": {"learning_rate": 1e-4}}}
+    ppo = {"algo": {"name": "ppo", "clip_eps": 0.2, "optim": {"learning_rate": 1e-4}}}
+    assert results.auto_label([dqn, ppo]) == "algo.name"
+    other = {"algo": {**dqn["algo"], "optim": {"learning_rate": 3e-4}}}
+    assert results.auto_label([dqn, ppo, other]) == "algo.name,algo.optim.learning_rate"
