@@ -153,6 +153,7 @@ ALGO_RANGES: dict[str, Num] = {
     "update_epochs": POSITIVE_INT,
     "num_minibatches": POSITIVE_INT,
     "normalize_advantage": FLAG,
+    "value_rescaling": FLAG,
 }
 
 # Fields of the memory models (rlmem.memory.MEMORY_MODELS; memory.<key>).

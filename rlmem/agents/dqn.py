@@ -58,6 +58,7 @@ from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import TAPE, Batching, SegmentBatching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
 from rlmem.agents.optim import OptimSettings, polyak_update
+from rlmem.agents.rescaling import rescale, unscale
 from rlmem.agents.schedules import epsilon as epsilon_schedule
 from rlmem.agents.schedules import epsilon_greedy
 from rlmem.checks import (
@@ -104,6 +105,7 @@ def td_loss(
     gamma: float,
     huber_delta: float = 1.0,
     reduction: str = "per_transition",
+    value_rescaling: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Double DQN Huber loss over flat transitions.
 
@@ -116,6 +118,8 @@ def td_loss(
       huber_delta: Huber threshold.
       reduction: "per_transition", `mean_mask(huber(td))`, or "mean_abs",
         `huber(mean_mask(|td|))` (`TD_LOSSES`).
+      value_rescaling: the network's outputs are `h(Q)` (`rlmem.agents.rescaling`): the
+        target is `h(r + gamma (1 - terminated) h^-1(next_value))`.
 
     Returns:
       `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|.
@@ -123,7 +127,11 @@ def td_loss(
     best = jnp.argmax(q_next_online, axis=-1)
     next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
     cont = 1.0 - transition.terminated.astype(jnp.float32)
-    target = jax.lax.stop_gradient(transition.reward + gamma * cont * next_value)
+    if value_rescaling:
+        target = rescale(transition.reward + gamma * cont * unscale(next_value))
+    else:
+        target = transition.reward + gamma * cont * next_value
+    target = jax.lax.stop_gradient(target)
     chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     mask = transition.mask
     td_abs = bt.masked_mean(jnp.abs(target - chosen), mask)
@@ -164,6 +172,7 @@ class DQN(RecurrentAgent):
       td_loss: how a batch's TD errors become the loss (`TD_LOSSES`; module doc).
       next_state: where next-state values come from (`rlmem.agents.batching.NEXT_STATES`;
         "segment_restart" needs segment batching).
+      value_rescaling: learn `h(Q)` with R2D2's invertible rescaling (`td_loss`).
     """
 
     default_optim = OptimSettings()  # the paper's: lr 1e-4 after 200 warm-up updates
@@ -191,6 +200,7 @@ class DQN(RecurrentAgent):
         huber_delta: float = 1.0,
         td_loss: str = "per_transition",
         next_state: str = "prefix",
+        value_rescaling: bool = False,
     ):
         super().__init__(
             q_network(memory, num_actions, network.hidden_size, network.num_blocks),
@@ -235,6 +245,10 @@ class DQN(RecurrentAgent):
         self.buffer_capacity, self.batch_size = buffer_capacity, batch_size
         self.gamma, self.target_delay, self.huber_delta = gamma, target_delay, huber_delta
         self.td_loss, self.next_state = td_loss, next_state
+        if not isinstance(value_rescaling, bool):
+            raise ValueError(f"algo.value_rescaling must be true or false, got "
+                             f"{value_rescaling!r}")
+        self.value_rescaling = value_rescaling
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
@@ -407,6 +421,7 @@ class DQN(RecurrentAgent):
             self.gamma,
             self.huber_delta,
             self.td_loss,
+            self.value_rescaling,
         )
 
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
