@@ -154,6 +154,7 @@ ALGO_RANGES: dict[str, Num] = {
     "num_minibatches": POSITIVE_INT,
     "normalize_advantage": FLAG,
     "value_rescaling": FLAG,
+    "n_step": POSITIVE_INT,
 }
 
 # Fields of the memory models (rlmem.memory.MEMORY_MODELS; memory.<key>).

@@ -67,6 +67,7 @@ from rlmem.checks import (
     check_unit_interval,
 )
 from rlmem.data.tape import TapeStore, add, init_store
+from rlmem.memory.returns import n_step_targets
 from rlmem.types import Transition
 
 PyTree = Any
@@ -106,6 +107,8 @@ def td_loss(
     huber_delta: float = 1.0,
     reduction: str = "per_transition",
     value_rescaling: bool = False,
+    n_step: int = 1,
+    rows: int = 1,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Double DQN Huber loss over flat transitions.
 
@@ -120,6 +123,10 @@ def td_loss(
         `huber(mean_mask(|td|))` (`TD_LOSSES`).
       value_rescaling: the network's outputs are `h(Q)` (`rlmem.agents.rescaling`): the
         target is `h(r + gamma (1 - terminated) h^-1(next_value))`.
+      n_step: steps of reward before the bootstrap (`rlmem.memory.returns.n_step_targets`;
+        windows stop at episode ends and at the end of each of the `rows` sequences the
+        `M` transitions flatten: one tape, or the segments, row-major).
+      rows: the sequences in the batch (1 for a tape; `N` segments).
 
     Returns:
       `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|.
@@ -128,9 +135,18 @@ def td_loss(
     next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
     cont = 1.0 - transition.terminated.astype(jnp.float32)
     if value_rescaling:
-        target = rescale(transition.reward + gamma * cont * unscale(next_value))
-    else:
+        next_value = unscale(next_value)
+    if n_step == 1:
         target = transition.reward + gamma * cont * next_value
+    else:
+        by_row = [x.reshape(rows, -1) for x in (transition.reward, next_value,
+                                                transition.terminated, transition.truncated,
+                                                transition.mask)]
+        target = jax.vmap(
+            lambda r, v, te, tu, m: n_step_targets(r, v, te, tu, m, gamma, n_step))(*by_row)
+        target = target.reshape(-1)
+    if value_rescaling:
+        target = rescale(target)
     target = jax.lax.stop_gradient(target)
     chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     mask = transition.mask
@@ -173,6 +189,7 @@ class DQN(RecurrentAgent):
       next_state: where next-state values come from (`rlmem.agents.batching.NEXT_STATES`;
         "segment_restart" needs segment batching).
       value_rescaling: learn `h(Q)` with R2D2's invertible rescaling (`td_loss`).
+      n_step: n-step TD targets inside each sampled tape or segment (`td_loss`).
     """
 
     default_optim = OptimSettings()  # the paper's: lr 1e-4 after 200 warm-up updates
@@ -201,6 +218,7 @@ class DQN(RecurrentAgent):
         td_loss: str = "per_transition",
         next_state: str = "prefix",
         value_rescaling: bool = False,
+        n_step: int = 1,
     ):
         super().__init__(
             q_network(memory, num_actions, network.hidden_size, network.num_blocks),
@@ -249,6 +267,8 @@ class DQN(RecurrentAgent):
             raise ValueError(f"algo.value_rescaling must be true or false, got "
                              f"{value_rescaling!r}")
         self.value_rescaling = value_rescaling
+        check_positive_ints(n_step=n_step)
+        self.n_step = n_step
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
@@ -422,6 +442,8 @@ class DQN(RecurrentAgent):
             self.huber_delta,
             self.td_loss,
             self.value_rescaling,
+            self.n_step,
+            batch.start.shape[0] if batch.start.ndim == 2 else 1,
         )
 
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:

@@ -173,3 +173,55 @@ def q_lambda_targets(
     last = reward + gamma * jnp.where(terminated, 0.0, next_q)
     offset = jnp.where(end, last, inside)
     return reverse_affine_scan(jnp.full_like(reward, gamma * lam), offset, end, strategy)
+
+
+def n_step_targets(
+    reward: jax.Array,
+    next_value: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    valid: jax.Array,
+    gamma: float,
+    n: int,
+) -> jax.Array:
+    """n-step TD targets over one sequence (a tape, or one segment row).
+
+    `G_t = sum_{i<k} γ^i r_{t+i} + γ^k (1 - terminated_{t+k-1}) next_value_{t+k-1}`, where
+    the window `k <= n` stops early at the episode's last step (terminated: no bootstrap;
+    truncated: bootstrap from its `next_value`) and at the sequence's last valid step (the
+    data ends: bootstrap). `n = 1` is the one-step target. Not a first-order recurrence
+    (the window slides), so it is `n` shifted, masked sums: O(n T), n static.
+
+    Args:
+      reward, next_value, terminated, truncated, valid: `[T]`; `valid` marks real steps
+        (padding after the data is False).
+      gamma: discount in [0, 1].
+      n: window length >= 1 (static).
+
+    Returns:
+      targets: `[T]` float32 (meaningless where `valid` is False).
+    """
+    _check_rate("gamma", gamma)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    reward, terminated, _ = _flags(reward, terminated, truncated)
+    length = reward.shape[0]
+    end = terminated | jnp.asarray(truncated, bool)
+    valid = _check("valid", valid, length).astype(bool)
+    next_value = _check("next_value", next_value, length).astype(jnp.float32)
+
+    def shift(x: jax.Array, i: int, fill) -> jax.Array:  # x[t + i], `fill` past the end
+        return jnp.concatenate([x[i:], jnp.full((min(i, length),), fill, x.dtype)])[:length]
+
+    total = jnp.zeros_like(reward)
+    bootstrap = jnp.zeros_like(reward)
+    scale = jnp.ones_like(reward)  # gamma^i
+    open_ = valid
+    for i in range(n):
+        take = open_ & shift(valid, i, False)
+        total = total + jnp.where(take, scale * shift(reward, i, 0.0), 0.0)
+        cont = 1.0 - shift(terminated, i, True).astype(jnp.float32)
+        bootstrap = jnp.where(take, scale * gamma * cont * shift(next_value, i, 0.0), bootstrap)
+        scale = scale * gamma
+        open_ = take & ~shift(end, i, True)
+    return total + bootstrap

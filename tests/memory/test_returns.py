@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlmem.memory.returns import discounted_returns, gae, q_lambda_targets
+from rlmem.memory.returns import discounted_returns, gae, n_step_targets, q_lambda_targets
 
 STRATEGIES = ("associative", "sequential")
 LENGTHS = (1, 9, 40)  # a few fixed lengths: each compiles once
@@ -196,3 +196,50 @@ def test_bad_input():
         gae(ones, ones, ones, flags, flags, 0.9, -0.1)
     with pytest.raises(ValueError, match=r"reward must be \[T\]"):
         discounted_returns(np.ones((2, 4)), flags, flags, 0.9)
+
+
+def reference_n_step(reward, next_value, terminated, truncated, valid, gamma, n):
+    """Per step, walk forward at most n steps inside the episode and the valid data."""
+    out = np.zeros(len(reward))
+    for t in np.flatnonzero(valid):
+        g, last = 0.0, t
+        for i in range(n):
+            j = t + i
+            if j >= len(reward) or not valid[j]:
+                break
+            g += gamma**i * reward[j]
+            last = j
+            if terminated[j] or truncated[j]:
+                break
+        k = last - t + 1
+        out[t] = g + (0.0 if terminated[last] else gamma**k * next_value[last])
+    return out
+
+
+N_STEP = jax.jit(n_step_targets, static_argnums=(5, 6))
+
+
+@given(seed=st.integers(0, 2**31 - 1), length=st.sampled_from(LENGTHS),
+       gamma=st.sampled_from([0.0, 0.9, 1.0]), n=st.sampled_from([1, 3, 5]),
+       padded=st.booleans())
+def test_n_step_targets(seed, length, gamma, n, padded):
+    reward, terminated, truncated, _, next_value = random_tape(seed, length)
+    valid = np.ones(length, bool)
+    if padded and length > 2:
+        valid[-(length // 3):] = False  # a segment row zero-padded after its data
+    got = np.asarray(N_STEP(reward, next_value, terminated, truncated, valid, gamma, n))
+    expected = reference_n_step(reward, next_value, terminated, truncated, valid, gamma, n)
+    np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-5, atol=1e-5)
+
+
+def test_n_step_hand_computed_and_one_step():
+    reward = np.ones(5, np.float32)
+    terminated = np.array([0, 0, 1, 0, 0], bool)
+    truncated = np.zeros(5, bool)
+    nv = np.full(5, 10.0, np.float32)
+    got = N_STEP(reward, nv, terminated, truncated, np.ones(5, bool), 0.5, 2)
+    # t0: 1 + .5 + .25*10; t1: 1 + .5 (t2 terminates); t2: 1; t3: 1 + .5 + .25*10 (the
+    # tape ends after t4: bootstrap from its next value); t4: 1 + .5*10
+    np.testing.assert_allclose(got, [4.0, 1.5, 1.0, 4.0, 6.0])
+    one = N_STEP(reward, nv, terminated, truncated, np.ones(5, bool), 0.5, 1)
+    np.testing.assert_allclose(one, reward + 0.5 * np.where(terminated, 0.0, nv))
