@@ -49,7 +49,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import linen as nn
 from flax import struct
 
@@ -58,23 +57,19 @@ from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import TAPE, Batching, SegmentBatching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
 from rlmem.agents.optim import OptimSettings, polyak_update
-from rlmem.agents.rescaling import rescale, unscale
 from rlmem.agents.schedules import epsilon as epsilon_schedule
 from rlmem.agents.schedules import epsilon_greedy
+from rlmem.agents.td_loss import TD_LOSSES, td_loss
 from rlmem.checks import (
     check_positive_floats,
     check_positive_ints,
     check_unit_interval,
 )
 from rlmem.data.tape import TapeStore, add, init_store
-from rlmem.memory.returns import n_step_targets
 from rlmem.types import Transition
 
 PyTree = Any
 UPDATE_METRICS = ("loss", "q_mean", "td_abs", "grad_norm")  # what `update` reports
-# How the TD errors of a batch become one loss (`algo.td_loss`): the mean of per-transition
-# Hubers (the default), or the Huber of the mean |TD error| (the paper's reference SBB).
-TD_LOSSES = ("per_transition", "mean_abs")
 
 
 @struct.dataclass
@@ -96,68 +91,6 @@ class DQNState:
     store: TapeStore
     epochs: jax.Array
     updates: jax.Array
-
-
-def td_loss(
-    q: jax.Array,
-    q_next_online: jax.Array,
-    q_next_target: jax.Array,
-    transition: Transition,
-    gamma: float,
-    huber_delta: float = 1.0,
-    reduction: str = "per_transition",
-    value_rescaling: bool = False,
-    n_step: int = 1,
-    rows: int = 1,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Double DQN Huber loss over flat transitions.
-
-    Args:
-      q: `[M, A]` online Q of `obs`.
-      q_next_online: `[M, A]` online Q of `next_obs` (after its episode prefix); picks a*.
-      q_next_target: `[M, A]` target Q of `next_obs`; evaluates a*.
-      transition: fields `[M]`; uses `action, reward, terminated, mask`.
-      gamma: discount.
-      huber_delta: Huber threshold.
-      reduction: "per_transition", `mean_mask(huber(td))`, or "mean_abs",
-        `huber(mean_mask(|td|))` (`TD_LOSSES`).
-      value_rescaling: the network's outputs are `h(Q)` (`rlmem.agents.rescaling`): the
-        target is `h(r + gamma (1 - terminated) h^-1(next_value))`.
-      n_step: steps of reward before the bootstrap (`rlmem.memory.returns.n_step_targets`;
-        windows stop at episode ends and at the end of each of the `rows` sequences the
-        `M` transitions flatten: one tape, or the segments, row-major).
-      rows: the sequences in the batch (1 for a tape; `N` segments).
-
-    Returns:
-      `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|.
-    """
-    best = jnp.argmax(q_next_online, axis=-1)
-    next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
-    cont = 1.0 - transition.terminated.astype(jnp.float32)
-    if value_rescaling:
-        next_value = unscale(next_value)
-    if n_step == 1:
-        target = transition.reward + gamma * cont * next_value
-    else:
-        by_row = [x.reshape(rows, -1) for x in (transition.reward, next_value,
-                                                transition.terminated, transition.truncated,
-                                                transition.mask)]
-        target = jax.vmap(
-            lambda r, v, te, tu, m: n_step_targets(r, v, te, tu, m, gamma, n_step))(*by_row)
-        target = target.reshape(-1)
-    if value_rescaling:
-        target = rescale(target)
-    target = jax.lax.stop_gradient(target)
-    chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    mask = transition.mask
-    td_abs = bt.masked_mean(jnp.abs(target - chosen), mask)
-    metrics = {"q_mean": bt.masked_mean(chosen, mask), "td_abs": td_abs}
-    if reduction == "per_transition":
-        per_step = optax.huber_loss(chosen, target, delta=huber_delta)
-        return bt.masked_mean(per_step, mask), metrics
-    if reduction == "mean_abs":
-        return optax.huber_loss(td_abs, delta=huber_delta), metrics
-    raise ValueError(f"reduction must be one of {TD_LOSSES}, got {reduction!r}")
 
 
 class DQN(RecurrentAgent):
