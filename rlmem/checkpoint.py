@@ -369,9 +369,11 @@ class Checkpointer:
             else:
                 a, b = saved_by_path[path], now_by_path[path]
                 for field in ("shape", "dtype", "key_impl"):
-                    if a[field] != b[field] and partial:
+                    if a[field] == b[field]:
+                        continue
+                    if partial:
                         differ.add(path)  # not restored: `like`'s value stays
-                    elif a[field] != b[field]:
+                    else:
                         diffs.append(f"state{path}: {field} {a[field]} in the checkpoint, "
                                      f"{b[field]} in this run")
         if not (diffs or partial) and [leaf["path"] for leaf in used] != [p for p, _ in kept]:

@@ -85,21 +85,14 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
     Called by train.py only after Hydra failed to compose: composes the group choices
     alone (those must compose) and looks up every plain `group.key=...` override in it.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from rlmem.registry import close_matches
 
-    choices = [o for o in overrides if _is_group_choice(o)]
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("config", overrides=choices)
+        cfg = _compose_choices(overrides)
     except Exception:  # noqa: BLE001  (the group choices themselves are wrong: Hydra said so)
         return []
-    finally:
-        GlobalHydra.instance().clear()
     hints = []
     for override in overrides:
         key = override.partition("=")[0]
@@ -128,23 +121,30 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
 _MISSING = object()
 
 
+def _compose_choices(overrides: list[str]):
+    """`conf/config.yaml` composed with the group choices among `overrides` alone (the
+    `group=option` ones; key overrides are left out)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=[o for o in overrides if _is_group_choice(o)])
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def compose_run_config(recorded: dict, overrides: list[str]):
     """A recorded run config (`.hydra/config.yaml`) completed with today's defaults: the
     config composed from the run's group choices (`overrides`: its `overrides.yaml`),
     with every recorded value on top. Keys added since the run keep their defaults; flat
     `algo.*` keys that now live in a block (`algo.optim.*`) move there."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 
     from rlmem.config_checks import MOVED_ALGO_KEYS
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            base = compose("config", overrides=[o for o in overrides if _is_group_choice(o)])
-    finally:
-        GlobalHydra.instance().clear()
+    base = _compose_choices(overrides)
     with open_dict(base):
         base.pop("hydra", None)
     OmegaConf.set_struct(base, False)

@@ -268,3 +268,23 @@ def load_panels(runs: list[Path], label: str, metric: str, rows: str = "",
         panels[(row, col)][name] = (np.array(steps),
                                     [np.array([s[t] for t in steps]) for s in series])
     return dict(panels)
+
+
+# -- table cells shared by the scripts ---------------------------------------------------
+def mean_ci_cell(values: np.ndarray, rng: np.random.Generator) -> str:
+    """`mean [low, high]`: values `[seeds]`, with the 95 % bootstrap CI of the mean."""
+    from rlmem.stats import bootstrap_mean_ci
+
+    low, high = bootstrap_mean_ci(values, rng)
+    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
+
+
+def first_reach_cell(steps: np.ndarray, series: list[np.ndarray], threshold: float,
+                     thousands: bool = False) -> str:
+    """`mean step (reaching/seeds)`: the first logged step at which each seed's curve is
+    >= `threshold`, averaged over the seeds that get there; `never (0/n)` if none does."""
+    hits = [steps[np.argmax(v >= threshold)] for v in series if (v >= threshold).any()]
+    if not hits:
+        return f"never (0/{len(series)})"
+    mean = f"{np.mean(hits):,.0f}" if thousands else f"{np.mean(hits):.0f}"
+    return f"{mean} ({len(hits)}/{len(series)})"

@@ -274,8 +274,8 @@ def run(
             if auto and chunks_done == 2 and periods_left:  # the first timing w/o compiling
                 chunk = auto_chunk(periods_left, elapsed / n, time.perf_counter() - host_start)
                 if chunk > 1:
-                    bar.note(f"rlmem: {chunk} evaluation periods per chunk from here (a period "
-                        f"trains in {elapsed / n:.3g} s; loop.chunk_periods=null)")
+                    bar.note(f"rlmem: {chunk} evaluation periods per chunk from here (a "
+                             f"period trains in {elapsed / n:.3g} s; loop.chunk_periods=null)")
             minutes = ckpt.every_minutes
             due = minutes is not None and time.monotonic() - saved_at >= 60 * minutes
             stopping = stop.signum is not None and periods_left > 0
@@ -286,7 +286,7 @@ def run(
                 raise stop.error(steps, exp.total_steps, unit)
             if stop_early:  # the final save below checkpoints this step
                 bar.note(f"rlmem: early stop: every run's {exp.early_stop[0]} reached "
-                    f"{exp.early_stop[1]:g} by {unit[:-1]} {steps} of {exp.total_steps}")
+                         f"{exp.early_stop[1]:g} by {unit[:-1]} {steps} of {exp.total_steps}")
                 break
         final_steps = settings.step_of(int(np.asarray(state.iterations)[0]))
         if last_saved != final_steps and checkpointer.latest_step() != final_steps:

@@ -76,7 +76,7 @@ def stratified_bootstrap(
 
 
 def bootstrap_mean_ci(samples: np.ndarray, rng: np.random.Generator,
-                 n: int = 2000, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                      n: int = 2000, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of the mean over axis 0. samples: [N, ...] -> two [...]."""
     idx = rng.integers(0, samples.shape[0], size=(n, samples.shape[0]))
     means = samples[idx].mean(axis=1)  # [n, ...]

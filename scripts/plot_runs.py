@@ -39,7 +39,9 @@ from rlmem.results import (
     Curves,
     Panels,
     find_runs,
+    first_reach_cell,
     load_panels,
+    mean_ci_cell,
     order_key,
     run_config,
     step_unit,
@@ -110,21 +112,15 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
                                   label=f"{name} (n={len(series)})")
                 handles.setdefault(name, line)
                 ax.fill_between(steps, lo, hi, color=colors[name], alpha=0.2, lw=0)
-                cells = []
                 later = steps > (-np.inf if vline is None else vline)
                 if not later.any():
                     raise ValueError(f"--vline={vline} is past the last step {steps[-1]} of "
                                      f"{name!r}")
                 # final, best over steps, mean over steps (after vline)
-                for per_seed in (values[:, -1], values.max(axis=1),
-                                 values[:, later].mean(axis=1)):
-                    a, b = bootstrap_mean_ci(per_seed, rng)
-                    cells.append(f"{per_seed.mean():.3f} [{a:.3f}, {b:.3f}]")
+                cells = [mean_ci_cell(per_seed, rng) for per_seed in (
+                    values[:, -1], values.max(axis=1), values[:, later].mean(axis=1))]
                 if threshold is not None:
-                    hits = [steps[np.argmax(v >= threshold)] for v in values
-                            if (v >= threshold).any()]
-                    cells.append(f"{np.mean(hits):.0f} ({len(hits)}/{len(series)})" if hits
-                                 else f"never (0/{len(series)})")
+                    cells.append(first_reach_cell(steps, series, threshold))
                 group = f"{where}: {name}" if where else name
                 table.append(f"| {group} | {len(series)} | " + " | ".join(cells) + " |")
             if vline is not None:

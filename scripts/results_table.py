@@ -22,23 +22,18 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rlmem.results import Curves, find_runs, load_panels, order_key, step_unit
+from rlmem.results import (
+    Curves,
+    find_runs,
+    first_reach_cell,
+    load_panels,
+    mean_ci_cell,
+    order_key,
+    step_unit,
+)
 from rlmem.rundir import HYDRA_SUBDIR
-from rlmem.stats import bootstrap_mean_ci
 
 CELL = ("env.name", "memory.name")  # a table block: one task x one memory model
-
-
-def _mean_ci(values: np.ndarray, rng: np.random.Generator) -> str:
-    low, high = bootstrap_mean_ci(values, rng)
-    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _first_reach(curve: tuple[np.ndarray, list[np.ndarray]], threshold: float) -> str:
-    steps, series = curve
-    hits = [steps[np.argmax(v >= threshold)] for v in series if (v >= threshold).any()]
-    return (f"{np.mean(hits):,.0f} ({len(hits)}/{len(series)})" if hits
-            else f"never (0/{len(series)})")
 
 
 def _minutes(curve: tuple[np.ndarray, list[np.ndarray]] | None) -> str:
@@ -82,9 +77,9 @@ def results_table(runs: list[Path], label: str = "auto", threshold: float = 0.9,
             finals = np.array([s[-1] for s in best[cell][name][1]])
             plain_finals = np.array([s[-1] for s in plain[cell][name][1]])
             out.append(
-                f"| {cell[0]} | {cell[1]} | {name} | {len(finals)} | {_mean_ci(finals, rng)} "
-                f"| {_mean_ci(plain_finals, rng)} "
-                f"| {_first_reach(plain[cell][name], threshold)} "
+                f"| {cell[0]} | {cell[1]} | {name} | {len(finals)} | {mean_ci_cell(finals, rng)} "
+                f"| {mean_ci_cell(plain_finals, rng)} "
+                f"| {first_reach_cell(*plain[cell][name], threshold, thousands=True)} "
                 f"| {_minutes(times.get(cell, {}).get(name))} |")
         if verdict := tape_verdict(best[cell]):
             verdicts.append(f"- {cell[0]} x {cell[1]}: {verdict}")

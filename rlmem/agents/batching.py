@@ -469,6 +469,7 @@ class SegmentBatching:
 
 
 Batching = TapeBatching | SegmentBatching
+TAPE = TapeBatching()  # the default batching (stateless: one instance serves all)
 
 
 def check_next_state(batching: Batching, next_state: str) -> None:
@@ -484,4 +485,3 @@ def check_next_state(batching: Batching, next_state: str) -> None:
             f"batching.mode={batching.mode!r}; allowed with batching.mode="
             f"{batching.mode!r}: {', '.join(batching.next_states)}"
         )
-TAPE = TapeBatching()  # the default batching (stateless: one instance serves all)

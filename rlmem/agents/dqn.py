@@ -159,7 +159,7 @@ class DQN(RecurrentAgent):
         )
         check_positive_ints(num_envs=num_envs, batch_size=batch_size,
                             buffer_capacity=buffer_capacity,
-                            updates_per_learn=updates_per_learn)
+                            updates_per_learn=updates_per_learn, n_step=n_step)
         check_unit_interval(gamma=gamma, eps_start=eps_start, eps_end=eps_end)
         check_positive_floats(huber_delta=huber_delta)
         if target_delay < 1:
@@ -171,6 +171,9 @@ class DQN(RecurrentAgent):
                 f"algo.td_loss={td_loss!r} is not allowed; allowed: {', '.join(TD_LOSSES)}"
             )
         bt.check_next_state(batching, next_state)
+        if not isinstance(value_rescaling, bool):
+            raise ValueError(f"algo.value_rescaling must be true or false, got "
+                             f"{value_rescaling!r}")
         if isinstance(batching, SegmentBatching):
             batching.num_segments(batch_size)  # at least one segment fits
         if batch_size > buffer_capacity:
@@ -196,12 +199,7 @@ class DQN(RecurrentAgent):
         self.buffer_capacity, self.batch_size = buffer_capacity, batch_size
         self.gamma, self.target_delay, self.huber_delta = gamma, target_delay, huber_delta
         self.td_loss, self.next_state = td_loss, next_state
-        if not isinstance(value_rescaling, bool):
-            raise ValueError(f"algo.value_rescaling must be true or false, got "
-                             f"{value_rescaling!r}")
-        self.value_rescaling = value_rescaling
-        check_positive_ints(n_step=n_step)
-        self.n_step = n_step
+        self.value_rescaling, self.n_step = value_rescaling, n_step
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
