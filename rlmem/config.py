@@ -161,7 +161,7 @@ def build_batching(batching: dict) -> Batching:
         return TapeBatching()
     try:
         return SegmentBatching(batching["segment_length"], batching["burn_in"],
-                               batching["initial_state"])
+                               batching["initial_state"], batching.get("period"))
     except ValueError as err:  # ranges were checked: only a combination can land here
         raise ConfigError(f"batching: {err}") from err
 

@@ -52,6 +52,7 @@ SCHEMA: dict[str, Any] = {
         "segment_length": _INT,
         "burn_in": _INT,
         "initial_state": _STR,
+        "period": _OPT_INT,
     },
     "algo": None,  # name + the algorithm's constructor fields
     "loop": {

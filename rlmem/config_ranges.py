@@ -111,6 +111,7 @@ FIXED_RANGES: dict[str, Num] = {
     "env.max_episode_length": POSITIVE_INT,
     "batching.segment_length": POSITIVE_INT,
     "batching.burn_in": COUNT,
+    "batching.period": Num(int, 1, INT32_MAX, nullable=True),
     "loop.iterations": POSITIVE_INT,
     "loop.num_envs": POSITIVE_INT,
     "loop.rollout_steps": POSITIVE_INT,

@@ -144,6 +144,10 @@ CASES = [
     case("batching=segment", "batching.segment_length=2000"),  # > algo.batch_size=1000
     case("batching=segment", "batching.burn_in=-1"),
     case("batching=segment", "batching.initial_state=zero"),
+    case("batching=segment", "batching.period=0"),
+    case("batching=segment", "batching.period=21"),  # > batching.segment_length=20
+    case("batching=segment", "batching.period=half"),
+    case("algo=ppo", "batching=segment", "loop.rollout_steps=60", "batching.period=10"),
     case("algo.td_loss=mean"),
     case("algo.next_state=segment_restart"),  # tape batching has no segments to restart
     case("batching=segment", "algo.next_state=restart"),

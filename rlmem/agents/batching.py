@@ -303,8 +303,10 @@ def sample_segment_batch(
     segment_length: int,
     burn_in: int = 0,
     stored_state: bool = False,
+    period: int | None = None,
 ) -> tuple[Transition, PyTree]:
-    """`num_segments` rows of `burn_in + segment_length` steps and their initial carries.
+    """`num_segments` rows of `burn_in + segment_length` steps and their initial carries,
+    sequences starting every `period` steps of an episode (None: `segment_length`).
 
     Returns `(Transition [N, burn_in + L], carry)`: the transition's `mask` is the
     sampler's learn mask (real data outside the burn-in), `carry` the stored
@@ -312,7 +314,7 @@ def sample_segment_batch(
     Rows that start at an episode's first step have `start` True there, which discards
     whatever carry they are given.
     """
-    batch = sample_segments(store, key, num_segments, segment_length, burn_in)
+    batch = sample_segments(store, key, num_segments, segment_length, burn_in, period)
     carry = batch.initial_extras["carry"] if stored_state else None
     return batch.transition.replace(mask=batch.learn_mask), carry
 
@@ -387,11 +389,15 @@ class SegmentBatching:
         the paper's SBB.
       initial_state: "zeros" (the paper's SBB) or "stored" (the carry recorded while
         acting, R2D2): each segment's first state.
+      period: steps between replayed sequences' starts in an episode, in `[1, L]`; None
+        is `L` (aligned segments, the paper's SBB), R2D2 overlaps them with `L / 2`
+        (`rlmem.data.segment_sampler`). Replay only: on-policy pieces never overlap.
     """
 
     segment_length: int
     burn_in: int = 0
     initial_state: str = "zeros"
+    period: int | None = None
     mode: ClassVar[str] = "segment"
     next_states: ClassVar[tuple[str, ...]] = NEXT_STATES
 
@@ -400,6 +406,13 @@ class SegmentBatching:
         if not isinstance(self.burn_in, int) or isinstance(self.burn_in, bool) or (
                 self.burn_in < 0):
             raise ValueError(f"burn_in must be an int >= 0, got {self.burn_in!r}")
+        if self.period is not None and (
+                not isinstance(self.period, int) or isinstance(self.period, bool)
+                or not 1 <= self.period <= self.segment_length):
+            raise ValueError(
+                f"batching.period={self.period!r} is not allowed; allowed: null (aligned "
+                f"segments) or an int in [1, batching.segment_length={self.segment_length}]"
+            )
         if self.initial_state not in INITIAL_STATES:
             raise ValueError(
                 f"initial_state must be one of {INITIAL_STATES}, got {self.initial_state!r}"
@@ -407,8 +420,15 @@ class SegmentBatching:
 
     @property
     def label(self) -> str:
-        """The preset's name (`batching=segment_l<L>`), for run names and W&B groups."""
-        return f"segment_l{self.segment_length}"
+        """The preset's name (`batching=segment_l<L>`; `_p<P>` added for overlapping
+        sequences), for run names and W&B groups."""
+        label = f"segment_l{self.segment_length}"
+        return label if self.overlap_period is None else f"{label}_p{self.period}"
+
+    @property
+    def overlap_period(self) -> int | None:
+        """The start period when sequences overlap (`period < L`), else None (aligned)."""
+        return self.period if self.period not in (None, self.segment_length) else None
 
     @property
     def stores_carry(self) -> bool:
@@ -430,7 +450,8 @@ class SegmentBatching:
                ) -> tuple[Transition, PyTree]:
         """`Transition [N, burn_in + L]` and the segments' initial carries (None: zeros)."""
         return sample_segment_batch(store, key, self.num_segments(batch_size),
-                                    self.segment_length, self.burn_in, self.stores_carry)
+                                    self.segment_length, self.burn_in, self.stores_carry,
+                                    self.period)
 
     def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
                carry: PyTree | None, with_next: bool = True,

@@ -45,6 +45,13 @@ class OnPolicyAgent(RecurrentAgent):
                 f"algo.name={algo!r} ({algo.upper()} segments are cut from one rollout and "
                 "have no burn-in); allowed: batching.burn_in=0"
             )
+        if isinstance(self.batching, SegmentBatching) and self.batching.overlap_period:
+            raise ValueError(
+                f"batching.period={self.batching.period} cannot be served by "
+                f"algo.name={algo!r} ({algo.upper()} cuts each rollout into consecutive "
+                "pieces; overlapping sequences are a replay rule); allowed: "
+                f"batching.period=null or {self.batching.segment_length}"
+            )
         check_positive_ints(update_epochs=update_epochs, num_minibatches=num_minibatches)
         self.update_epochs, self.num_minibatches = update_epochs, num_minibatches
         if num_envs is not None and rollout_steps is not None:

@@ -59,7 +59,19 @@ def sample_tape(
         stream, episode, ok = draw_episodes(store, key, batch_size)
     else:
         stream, _, episode, ok = draw_transitions(store, key, batch_size)
-    start, length, running = episode_span(store, stream, episode)  # [B]
+    return lay_out_tape(store, stream, episode, ok, batch_size)[0]
+
+
+def lay_out_tape(
+    store: TapeStore, stream: jax.Array, episode: jax.Array, ok: jax.Array, batch_size: int
+) -> tuple[TapeBatch, jax.Array]:
+    """The tape made of drawn episodes `(stream, episode)` `[D]` in draw order, `D >= 1`.
+
+    The first episodes fill the `B` positions (the draws must hold at least `B`
+    transitions in all, as `B` draws always do); `ok` `[]` says the draws are real.
+    Returns `(TapeBatch, draw [B])`, `draw[p]` the index of the draw behind position `p`.
+    """
+    start, length, running = episode_span(store, stream, episode)  # [D]
     # Clipping at B keeps the cumulative sum in int32 and changes no tape position.
     clipped = jnp.clip(length, 1, batch_size)
     ends = jnp.cumsum(clipped)  # ends[-1] >= B: the draws always fill the tape
@@ -72,4 +84,4 @@ def sample_tape(
     tr = tr.replace(start=(offset == 0) & valid)
     tr = mark_cuts(tr, (ends_episode & running[j]) | (pos == batch_size - 1))
     cut = ok & ~ends_episode[-1]
-    return TapeBatch(tr, extras, cut)
+    return TapeBatch(tr, extras, cut), j.astype(jnp.int32)

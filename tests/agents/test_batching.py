@@ -168,3 +168,23 @@ def test_burn_in_steps_get_no_gradient(segment_setup):
     burn = algo.batching.burn_in
     assert np.all(grad[:, :burn] == 0.0)
     assert np.all(grad[:, burn:].sum(0)[:1] > 0.0)  # the first trained step does learn
+
+
+def test_segment_batching_period_reaches_the_sampler():
+    """`SegmentBatching(period=P)` replays sequences starting every P steps: on
+    small_store's 5-step episode (stream 2) a start at offset 2 appears, which aligned
+    L = 3 segments never have; the label names the period, aligned ones keep theirs."""
+    from tests.data.reference import small_store
+
+    store, _ = small_store()
+    overlapping = SegmentBatching(3, period=2)
+    assert overlapping.label == "segment_l3_p2" and SegmentBatching(3, period=3).label == (
+        "segment_l3")
+    firsts = set()
+    for key in jax.random.split(jax.random.key(0), 20):
+        batch, carry = jax.jit(overlapping.sample, static_argnums=2)(store, key, 30)
+        assert carry is None and batch.obs.shape[:2] == (10, 3)
+        firsts |= set(np.asarray(batch.obs[:, 0, 0] * 100 + batch.obs[:, 0, 1]).tolist())
+    assert 202.0 in firsts and 204.0 in firsts
+    with pytest.raises(ValueError, match=r"batching.period=4 .* \[1, batching.segment_length=3\]"):
+        SegmentBatching(3, period=4)

@@ -1,4 +1,5 @@
-"""Segment-based batching against the reference model: aligned, masked, burn-in, state."""
+"""Segment-based batching against the reference model: aligned or overlapping (a start
+`period`), masked, burn-in, state."""
 
 import jax
 import numpy as np
@@ -11,18 +12,20 @@ from rlmem.data import init_store, sample_segments
 from tests.data.reference import EXAMPLE, EXTRAS, SHAPES, fill, small_store
 
 NUM_SEGMENTS = 4
-# (segment_length, burn_in) pairs the property test draws: one compile each.
-SETTINGS = [(1, 0), (3, 2)]
+# (segment_length, burn_in, period) the property test draws: one compile each.
+SETTINGS = [(1, 0, None), (3, 2, None), (4, 1, 2)]
 
 
 @jax.jit
 def sample_all(store, key):
     """One batch per setting in one compiled call."""
-    return [sample_segments(store, key, NUM_SEGMENTS, length, burn) for length, burn in SETTINGS]
+    return [sample_segments(store, key, NUM_SEGMENTS, length, burn, period)
+            for length, burn, period in SETTINGS]
 
 
-def check_segments(batch, ref, flags, length, burn_in):
-    """Each row: burn-in then an aligned segment of one valid episode, zero-padded."""
+def check_segments(batch, ref, flags, length, burn_in, period=None):
+    """Each row: burn-in then a sequence of one valid episode starting at a multiple of
+    `period` (default `length`: aligned), stopping at the episode end, zero-padded."""
     tr = jax.tree.map(np.asarray, batch.transition)
     h, h0 = np.asarray(batch.extras["h"]), np.asarray(batch.initial_extras["h"])
     learn = np.asarray(batch.learn_mask)
@@ -37,7 +40,7 @@ def check_segments(batch, ref, flags, length, burn_in):
         found = ref.episode_of(s, seg_start)
         assert found is not None, f"row {n} is not inside a stored episode"
         t0, ep_len, running = found
-        assert (seg_start - t0) % length == 0, "segment not aligned to its episode start"
+        assert (seg_start - t0) % (period or length) == 0, "sequence not at a start offset"
         times = seg_start - burn_in + cols
         valid = (times >= t0) & (times < t0 + ep_len)
         np.testing.assert_array_equal(tr.mask[n], valid)
@@ -69,8 +72,8 @@ def check_segments(batch, ref, flags, length, burn_in):
 def test_segments_match_reference(shape, num_chunks, p_end, seed, ragged):
     store, ref, flags = fill(shape, seed, num_chunks, p_end, ragged)
     for key in jax.random.split(jax.random.key(seed), 2):
-        for batch, (length, burn_in) in zip(sample_all(store, key), SETTINGS, strict=True):
-            check_segments(batch, ref, flags, length, burn_in)
+        for batch, setting in zip(sample_all(store, key), SETTINGS, strict=True):
+            check_segments(batch, ref, flags, *setting)
 
 
 def test_empty_store_gives_masked_rows():
@@ -93,6 +96,24 @@ def test_segments_are_uniform():
     assert stats.chisquare(counts).pvalue > 1e-3
 
 
+def test_overlapping_sequences_are_uniform():
+    # Period 2 over small_store's episodes 1,2,3,2 | 4,2,1,1 | 5,3: starts at offsets 0, 2,
+    # 4 of each episode, 15 in all, every one equally likely; the L = 4 sequence at offset
+    # 2 of the 5-step episode overlaps the one at 0 and stops at the episode's end.
+    store, _ = small_store()
+    ids, lengths = [], {}
+    for key in jax.random.split(jax.random.key(1), 100):
+        tr = sample_all(store, key)[2].transition
+        first = np.asarray(tr.obs[:, 1, 0] * 100 + tr.obs[:, 1, 1])
+        ids.extend(first)
+        lengths.update(zip(first, np.asarray(tr.mask[:, 1:].sum(axis=1)), strict=True))
+    segs, counts = np.unique(ids, return_counts=True)
+    want = [0, 1, 3, 5, 6, 100, 102, 104, 106, 107, 200, 202, 204, 205, 207]
+    np.testing.assert_array_equal(segs, want)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert lengths[200] == 4 and lengths[202] == 3 and lengths[204] == 1
+
+
 def test_bad_arguments_raise():
     store, _ = small_store()
     key = jax.random.key(0)
@@ -100,6 +121,8 @@ def test_bad_arguments_raise():
         (dict(num_segments=0, segment_length=2), "num_segments"),
         (dict(num_segments=2, segment_length=0), "segment_length"),
         (dict(num_segments=2, segment_length=2, burn_in=-1), "burn_in"),
+        (dict(num_segments=2, segment_length=2, period=3), "period"),
+        (dict(num_segments=2, segment_length=2, period=0), "period"),
     ]:
         with pytest.raises(ValueError, match=match):
             sample_segments(store, key, **kwargs)
