@@ -156,6 +156,10 @@ ALGO_RANGES: dict[str, Num] = {
     "normalize_advantage": FLAG,
     "value_rescaling": FLAG,
     "n_step": POSITIVE_INT,
+    "priority_eta": UNIT,
+    "priority_alpha": UNIT,
+    "priority_beta": UNIT,
+    "priority_beta_end": UNIT,
 }
 
 # Fields of the memory models (rlmem.memory.MEMORY_MODELS; memory.<key>).

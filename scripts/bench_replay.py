@@ -5,10 +5,15 @@ Prints markdown tables:
      TBB / SBB samplers and a numpy buffer that loops over sampled episodes in Python (the
      reference implementation's idea, rewritten here) measured side by side;
   2. the same vs batch size at one capacity;
-  3. the memory footprint of a 4M-transition store for the paper's observation sizes.
+  3. the memory footprint of a 4M-transition store for the paper's observation sizes;
+  4. prioritised vs uniform replay vs capacity (`--prioritised`: only this table): `add`
+     with the priority bookkeeping, prioritised TBB (episodes drawn by priority) and R2D2
+     sequences (drawn by priority) beside their uniform samplers on the same store, and a
+     priority update of one batch's units; O(log capacity) shows as a near-constant cost.
 
     .venv/bin/python scripts/bench_replay.py --quick
     .venv/bin/python scripts/bench_replay.py --capacities 10000 100000 1000000 4000000
+    .venv/bin/python scripts/bench_replay.py --prioritised --capacities 10000 100000 1000000 4000000
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlmem.data import add, init_store, sample_segments, sample_tape
+from rlmem.data import priority as pr
+from rlmem.data.prioritised_sampler import sample_segments_prioritised, sample_tape_prioritised
 from rlmem.types import Transition
 
 # Paper obs sizes: popgym Flatten one-hot + Antialias flag + PreviousAction one-hot if used.
@@ -153,6 +160,79 @@ def segment_loop(store, key, num_segments, segment_length):
     return jax.lax.fori_loop(0, INNER, body, 0.0)
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def tape_prioritised_loop(store, key, batch_size):
+    def body(i, acc):
+        batch, _ = sample_tape_prioritised(store, jax.random.fold_in(key, i), batch_size)
+        return acc + batch.transition.reward[-1]
+
+    return jax.lax.fori_loop(0, INNER, body, 0.0)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def segment_prioritised_loop(store, key, num_segments, segment_length, period):
+    def body(i, acc):
+        batch, _ = sample_segments_prioritised(store, jax.random.fold_in(key, i), num_segments,
+                                               segment_length, 0, period)
+        return acc + batch.transition.reward[-1, -1]
+
+    return jax.lax.fori_loop(0, INNER, body, 0.0)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def update_loop(pri, key):
+    """`INNER` priority updates of `B` random leaves (a batch's units)."""
+    n = pri.tree.nodes.shape[0] // 2
+
+    def body(i, pri):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        leaf = jax.random.randint(k1, (1000,), 0, n)
+        value = jax.random.uniform(k2, (1000,))
+        return pr.set_priorities(pri, leaf, value, jnp.ones(1000, bool), 0.9)
+
+    return jax.lax.fori_loop(0, INNER, body, pri)
+
+
+def prioritised_row(capacity: int, args, rng) -> str:
+    """One capacity of table 4: uniform and prioritised side by side on the same stores."""
+    seg, period = args.segment_length, max(1, args.segment_length // 2)
+    stores = {}
+    for name, unit in (("uniform", None), ("episodes", pr.EPISODE_UNITS), ("sequences", period)):
+        store = init_store(capacity, args.num_envs, example(args.obs_dim), priority_period=unit)
+        per_stream = capacity // args.num_envs
+        t_fill = min(per_stream, 4096)
+        fill_rng = np.random.default_rng(1)  # the same episodes in all three stores
+        for _ in range(-(-per_stream // t_fill)):
+            store = add_donated(store, random_chunk(fill_rng, args.num_envs, t_fill,
+                                                    args.obs_dim, args.mean_episode))
+        stores[name] = store
+    chunk = random_chunk(rng, args.num_envs, args.chunk, args.obs_dim, args.mean_episode)
+    t_add = {}
+    for name in stores:
+        def do_add(name=name):
+            stores[name] = add_donated(stores[name], chunk)
+            return stores[name].steps
+        t_add[name] = timeit(do_add, args.repeats)
+    key, b, n_seg = jax.random.key(0), args.batch_size, max(1, args.batch_size // seg)
+    r = args.repeats
+    t_tbb = timeit(lambda: tape_loop(stores["episodes"], key, b), r) / INNER
+    t_tbb_p = timeit(lambda: tape_prioritised_loop(stores["episodes"], key, b), r) / INNER
+    t_sbb = timeit(lambda: segment_loop(stores["sequences"], key, n_seg, seg), r) / INNER
+    t_sbb_p = timeit(lambda: segment_prioritised_loop(stores["sequences"], key, n_seg, seg,
+                                                      period), r) / INNER
+    state = {"pri": stores["episodes"].priorities}
+
+    def do_update():
+        state["pri"] = update_loop(state["pri"], key)
+        return state["pri"].max_leaf
+
+    t_upd = timeit(do_update, r) / INNER
+    cells = [f"{capacity:,}", us(t_add["uniform"]), us(t_add["episodes"]),
+             us(t_add["sequences"]), us(t_tbb), us(t_tbb_p), f"{t_tbb_p / t_tbb:.2f}x",
+             us(t_sbb), us(t_sbb_p), f"{t_sbb_p / t_sbb:.2f}x", us(t_upd)]
+    return "| " + " | ".join(cells) + " |"
+
+
 def filled(capacity: int, args, rng):
     store = init_store(capacity, args.num_envs, example(args.obs_dim))
     buf = NumpyTapeBuffer(capacity, args.obs_dim)
@@ -220,11 +300,27 @@ def main() -> None:
     p.add_argument("--mean-episode", type=int, default=50)
     p.add_argument("--segment-length", type=int, default=10)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--prioritised", action="store_true",
+                   help="only table 4: prioritised vs uniform replay vs capacity")
     args = p.parse_args()
     if args.quick:
         args.capacities, args.batch_sizes = [10_000, 100_000], [100, 1000]
         args.batch_capacity, args.repeats = 100_000, 10
     rng = np.random.default_rng(0)
+    if args.prioritised:
+        print(f"jax {jax.__version__} on {jax.default_backend()}; num_envs={args.num_envs}, "
+              f"chunk T={args.chunk}, obs_dim={args.obs_dim}, mean episode "
+              f"{args.mean_episode}; B = {args.batch_size}, sequences L="
+              f"{args.segment_length} every {max(1, args.segment_length // 2)} steps; "
+              f"median of {args.repeats}, samples timed {INNER} to a jitted loop "
+              "(microseconds)\n")
+        print("| capacity | add uniform | add, episode priorities | add, sequence priorities "
+              "| TBB uniform | TBB prioritised | ratio | SBB uniform | R2D2 prioritised "
+              "| ratio | priority update (B units) |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+        for cap in args.capacities:
+            print(prioritised_row(cap, args, rng), flush=True)
+        return
     print(
         f"jax {jax.__version__} on {jax.default_backend()}; num_envs={args.num_envs}, "
         f"chunk T={args.chunk}, obs_dim={args.obs_dim}, mean episode {args.mean_episode}, "

@@ -149,6 +149,9 @@ CASES = [
     case("batching=segment", "batching.period=half"),
     case("algo=ppo", "batching=segment", "loop.rollout_steps=60", "batching.period=10"),
     case("algo.td_loss=mean"),
+    case("algo.priority=yes"),
+    case("algo.priority_alpha=2"),
+    case("algo.priority=td", "algo.td_loss=mean_abs"),
     case("algo.next_state=segment_restart"),  # tape batching has no segments to restart
     case("batching=segment", "algo.next_state=restart"),
     case("batching=segment", "batching.mode=segments"),

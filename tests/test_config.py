@@ -29,8 +29,13 @@ def options(group: str) -> list[str]:
 
 
 ENVS, MEMORIES = options("env"), options("memory")
-BATCHINGS, ALGOS, LOGGERS = options("batching"), options("algo"), options("logger")
-PAPER = options("experiment/paper")
+# R2D2's presets (algo=r2d2: DQN plus its rules; batching=r2d2_l*: stored-state overlapping
+# sequences) have their own tests below; the grids take the modes and algorithms.
+R2D2_BATCHINGS = ("r2d2_l20", "r2d2_l80")
+BATCHINGS = [b for b in options("batching") if b not in R2D2_BATCHINGS]
+ALGOS = [a for a in options("algo") if a != "r2d2"]
+LOGGERS = options("logger")
+PAPER, R2D2 = options("experiment/paper"), options("experiment/r2d2")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,7 +68,9 @@ def test_groups_are_complete():
     # segment_l<L>: `segment` with the paper's sweep lengths, so one -m sweep covers the grid
     assert set(BATCHINGS) == {"tape", "segment", *(f"segment_l{n}" for n in (10, 20, 50, 100))}
     assert set(ALGOS) == {"dqn", "ppo", "pqn"}
-    assert len(PAPER) == 9
+    assert set(options("algo")) - set(ALGOS) == {"r2d2"}
+    assert set(options("batching")) - set(BATCHINGS) == set(R2D2_BATCHINGS)
+    assert len(PAPER) == 9 and R2D2 == PAPER
 
 
 def test_every_yaml_key_is_commented():
@@ -160,6 +167,38 @@ def test_paper_presets(preset):
     assert c["loop"]["iterations"] == algo["random_epochs"] + algo["train_epochs"]
     assert (c["loop"]["num_envs"], algo["batch_size"]) == (1, 1000)
     assert c["memory"]["name"] == "lru" and c["batching"]["mode"] == "segment"
+
+
+R2D2_ALGO = {"n_step": 5, "value_rescaling": True, "priority": "td", "priority_eta": 0.9,
+             "priority_alpha": 0.9, "priority_beta": 0.6, "priority_beta_end": 0.6}
+
+
+@pytest.mark.parametrize("preset", R2D2)
+def test_r2d2_presets_are_the_paper_protocol_plus_r2d2(preset):
+    """`+experiment=r2d2/<task>` differs from `paper/<task>` only in R2D2's algo rules and
+    its sequences: R2D2's published L = 80 / burn-in 40 / period 40 where the episodes
+    hold them (200 steps), the same proportions at L = 20 for the short tasks."""
+    paper = rc.validate(cfg(f"+experiment=paper/{preset}"))
+    r2d2 = rc.build(cfg(f"+experiment=r2d2/{preset}")).config
+    for key in ("env", "loop", "eval", "memory"):
+        assert r2d2[key] == paper[key], key
+    changed = {k for k, v in r2d2["algo"].items() if paper["algo"].get(k) != v}
+    assert changed <= set(R2D2_ALGO) and {k: r2d2["algo"][k] for k in R2D2_ALGO} == R2D2_ALGO
+    length = 80 if paper["env"]["max_episode_length"] >= 200 else 20
+    assert r2d2["batching"] == {"mode": "segment", "segment_length": length,
+                                "burn_in": length // 2, "period": length // 2,
+                                "initial_state": "stored"}
+    tape = rc.build(cfg(f"+experiment=r2d2/{preset}", "batching=tape")).config  # prioritised TBB
+    assert tape["batching"] == {"mode": "tape"} and tape["algo"]["priority"] == "td"
+
+
+@pytest.mark.parametrize("batching", R2D2_BATCHINGS)
+def test_r2d2_batchings_are_replay_only(batching):
+    exp = rc.build(cfg("algo=r2d2", f"batching={batching}"))
+    assert exp.batching.label.endswith("_p" + str(exp.batching.period))
+    for algo in ("ppo", "pqn"):
+        with pytest.raises(rc.ConfigError, match=r"batching\.burn_in=\d+ cannot be served"):
+            rc.build(cfg(f"algo={algo}", f"batching={batching}", "loop.rollout_steps=160"))
 
 
 def test_paper_table_values():

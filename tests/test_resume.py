@@ -26,12 +26,14 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_run import (
+    PRIORITISED,
     ROOT,
     STEPS_PER_CHUNK,
     SWEEP,
     TOTAL_STEPS,
     checkpoint_steps,
     leaf_checksums,
+    prioritised_reference_run,  # noqa: F401  (session fixture)
     read_metrics,
     reference_run,  # noqa: F401  (session fixture)
     run_ok,
@@ -124,6 +126,20 @@ def test_killed_and_resumed_run_is_bit_identical(kind, request, tmp_path):
         assert a == b, f"step {a['step']} seed {a['seed']} differs from the uninterrupted run"
     assert checkpoint_steps(run_dir)[-1] == TOTAL_STEPS
     assert leaf_checksums(run_dir, TOTAL_STEPS) == leaf_checksums(reference_run, TOTAL_STEPS)
+
+
+def test_prioritised_replay_resumes_bit_identically(prioritised_reference_run,  # noqa: F811
+                                                    tmp_path):
+    """A prioritised run killed after its first checkpoint and resumed ends with the
+    uninterrupted run's metrics and state, priorities (sum-tree, max, count) included."""
+    run_dir = tmp_path / "run"
+    cmd = train_cmd(run_dir, *PRIORITISED)
+    _kill_when(cmd, "pause_after_save", lambda: bool(checkpoint_steps(run_dir)),
+               tmp_path / "kill.log")
+    assert f"resumed from checkpoint at env step {STEPS_PER_CHUNK}" in run_ok(cmd)
+    assert read_metrics(run_dir) == read_metrics(prioritised_reference_run)
+    assert leaf_checksums(run_dir, TOTAL_STEPS) == leaf_checksums(prioritised_reference_run,
+                                                                  TOTAL_STEPS)
 
 
 def test_finished_run_rerun_does_nothing(reference_run):  # noqa: F811

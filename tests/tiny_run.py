@@ -99,6 +99,18 @@ def reference_run(tmp_path_factory) -> Path:
     return shared_run(tmp_path_factory, "tiny-reference")
 
 
+# Prioritised R2D2-style replay: overlapping stored-state sequences with burn-in, n-step.
+PRIORITISED = ["algo.priority=td", "batching=segment", "batching.segment_length=10",
+               "batching.period=5", "batching.burn_in=3", "batching.initial_state=stored",
+               "algo.n_step=3"]
+
+
+@pytest.fixture(scope="session")
+def prioritised_reference_run(tmp_path_factory) -> Path:
+    """The uninterrupted tiny run with prioritised replay (`PRIORITISED`)."""
+    return shared_run(tmp_path_factory, "tiny-prioritised-reference", *PRIORITISED)
+
+
 @pytest.fixture(scope="session")
 def sweep_reference_run(tmp_path_factory) -> Path:
     """The uninterrupted tiny vectorised sweep (`SWEEP`)."""

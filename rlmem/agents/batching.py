@@ -43,7 +43,13 @@ from flax import struct
 
 from rlmem.agents.networks import RecurrentNetwork, keeps_states
 from rlmem.checks import positive_int
-from rlmem.data.segment_sampler import sample_segments
+from rlmem.data.prioritised_sampler import (
+    Draws,
+    sample_segments_prioritised,
+    sample_tape_prioritised,
+)
+from rlmem.data.priority import EPISODE_UNITS
+from rlmem.data.segment_sampler import SegmentBatch, sample_segments
 from rlmem.data.tape import TapeStore
 from rlmem.data.tape_sampler import sample_tape
 from rlmem.types import Transition
@@ -315,6 +321,12 @@ def sample_segment_batch(
     whatever carry they are given.
     """
     batch = sample_segments(store, key, num_segments, segment_length, burn_in, period)
+    return _learning_rows(batch, stored_state)
+
+
+def _learning_rows(batch: SegmentBatch, stored_state: bool) -> tuple[Transition, PyTree]:
+    """A segment batch as the unroll takes it: the learn mask as `mask`, and the stored
+    carries at the rows' first valid steps (or None: zeros)."""
     carry = batch.initial_extras["carry"] if stored_state else None
     return batch.transition.replace(mask=batch.learn_mask), carry
 
@@ -351,6 +363,20 @@ class TapeBatching:
                ) -> tuple[Transition, PyTree]:
         """A tape of `batch_size` transitions `[B]` and its initial carry (None: zeros)."""
         return sample_tape_batch(store, key, batch_size)
+
+    priority_period: ClassVar[int] = EPISODE_UNITS  # prioritised replay draws episodes
+
+    def sample_prioritised(self, store: TapeStore, key: jax.Array, batch_size: int
+                           ) -> tuple[Transition, None, Draws]:
+        """A tape of whole episodes drawn by priority `[B]`, no carry, and its `Draws`
+        (`rlmem.data.prioritised_sampler`)."""
+        batch, draws = sample_tape_prioritised(store, key, batch_size)
+        return batch.transition, None, draws
+
+    @staticmethod
+    def unroll_mask(batch: Transition) -> jax.Array:
+        """`[M]` the learning mask of a sampled batch as `unroll` flattens it."""
+        return batch.mask
 
     def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
                carry: PyTree | None, with_next: bool = True,
@@ -452,6 +478,23 @@ class SegmentBatching:
         return sample_segment_batch(store, key, self.num_segments(batch_size),
                                     self.segment_length, self.burn_in, self.stores_carry,
                                     self.period)
+
+    @property
+    def priority_period(self) -> int:
+        """Prioritised replay draws sequences starting every this many steps."""
+        return self.period or self.segment_length
+
+    def sample_prioritised(self, store: TapeStore, key: jax.Array, batch_size: int
+                           ) -> tuple[Transition, PyTree, Draws]:
+        """`sample`'s layout with sequences drawn by priority, and their `Draws`."""
+        batch, draws = sample_segments_prioritised(
+            store, key, self.num_segments(batch_size), self.segment_length, self.burn_in,
+            self.period)
+        return (*_learning_rows(batch, self.stores_carry), draws)
+
+    def unroll_mask(self, batch: Transition) -> jax.Array:
+        """`[M]` the learning mask of a sampled batch as `unroll` flattens it."""
+        return batch.mask[:, self.burn_in:].reshape(-1)
 
     def unroll(self, network: RecurrentNetwork, params: PyTree, batch: Transition,
                carry: PyTree | None, with_next: bool = True,

@@ -41,6 +41,15 @@ its batching, loss and next-state parts:
 * `next_state="segment_restart"` (segments only): next-state values from a second pass
   over each segment's `next_obs` from the segment's initial state (see
   `rlmem.agents.batching.NEXT_STATES`).
+
+**Prioritised replay** (`priority="td"`, Schaul et al. 2016 with R2D2's sequence priority):
+the store keeps a priority per replay unit, a whole episode for tapes (prioritised TBB) or
+a sequence for segments (`rlmem.data.priority`); a batch draws its units with probability
+`p^alpha / sum p^alpha`, weights each transition's Huber by its unit's importance weight
+`(N P(i))^-beta` (divided by the batch's largest; `beta` linear `priority_beta ->
+priority_beta_end` over `train_epochs` after the random phase, like epsilon), and after the
+step sets each drawn unit's priority to `eta max|td| + (1 - eta) mean|td|` over its
+learning transitions.
 """
 
 from __future__ import annotations
@@ -58,18 +67,20 @@ from rlmem.agents.batching import TAPE, Batching, SegmentBatching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
 from rlmem.agents.optim import OptimSettings, polyak_update
 from rlmem.agents.schedules import epsilon as epsilon_schedule
-from rlmem.agents.schedules import epsilon_greedy
+from rlmem.agents.schedules import epsilon_greedy, linear
 from rlmem.agents.td_loss import TD_LOSSES, td_loss
 from rlmem.checks import (
     check_positive_floats,
     check_positive_ints,
     check_unit_interval,
 )
+from rlmem.data import priority as pr
 from rlmem.data.tape import TapeStore, add, init_store
 from rlmem.types import Transition
 
 PyTree = Any
 UPDATE_METRICS = ("loss", "q_mean", "td_abs", "grad_norm")  # what `update` reports
+PRIORITIES = ("none", "td")  # `algo.priority`: uniform replay, or prioritised by |TD error|
 
 
 @struct.dataclass
@@ -123,6 +134,10 @@ class DQN(RecurrentAgent):
         "segment_restart" needs segment batching).
       value_rescaling: learn `h(Q)` with R2D2's invertible rescaling (`td_loss`).
       n_step: n-step TD targets inside each sampled tape or segment (`td_loss`).
+      priority: "none" (uniform replay) or "td" (prioritised; module doc).
+      priority_eta: the max's weight in a unit's priority (R2D2: 0.9).
+      priority_alpha: priority exponent (R2D2: 0.9; 0 is uniform).
+      priority_beta, priority_beta_end: importance-sampling exponent's schedule ends.
     """
 
     default_optim = OptimSettings()  # the paper's: lr 1e-4 after 200 warm-up updates
@@ -152,6 +167,11 @@ class DQN(RecurrentAgent):
         next_state: str = "prefix",
         value_rescaling: bool = False,
         n_step: int = 1,
+        priority: str = "none",
+        priority_eta: float = 0.9,
+        priority_alpha: float = 0.9,
+        priority_beta: float = 0.6,
+        priority_beta_end: float = 1.0,
     ):
         super().__init__(
             q_network(memory, num_actions, network.hidden_size, network.num_blocks),
@@ -160,7 +180,19 @@ class DQN(RecurrentAgent):
         check_positive_ints(num_envs=num_envs, batch_size=batch_size,
                             buffer_capacity=buffer_capacity,
                             updates_per_learn=updates_per_learn, n_step=n_step)
-        check_unit_interval(gamma=gamma, eps_start=eps_start, eps_end=eps_end)
+        check_unit_interval(gamma=gamma, eps_start=eps_start, eps_end=eps_end,
+                            priority_eta=priority_eta, priority_alpha=priority_alpha,
+                            priority_beta=priority_beta, priority_beta_end=priority_beta_end)
+        if priority not in PRIORITIES:
+            raise ValueError(
+                f"algo.priority={priority!r} is not allowed; allowed: {', '.join(PRIORITIES)}"
+            )
+        if priority != "none" and td_loss != "per_transition":
+            raise ValueError(
+                f"algo.priority={priority!r} weights each transition's loss, which "
+                f"algo.td_loss={td_loss!r} does not have; allowed with algo.priority="
+                f"{priority!r}: algo.td_loss=per_transition"
+            )
         check_positive_floats(huber_delta=huber_delta)
         if target_delay < 1:
             raise ValueError(
@@ -200,6 +232,9 @@ class DQN(RecurrentAgent):
         self.gamma, self.target_delay, self.huber_delta = gamma, target_delay, huber_delta
         self.td_loss, self.next_state = td_loss, next_state
         self.value_rescaling, self.n_step = value_rescaling, n_step
+        self.priority, self.priority_eta = priority, priority_eta
+        self.priority_alpha = priority_alpha
+        self.priority_beta, self.priority_beta_end = priority_beta, priority_beta_end
         self.updates_per_learn = updates_per_learn
         self.random_epochs, self.train_epochs = random_epochs, train_epochs
         self.eps_start, self.eps_end = eps_start, eps_end
@@ -234,7 +269,8 @@ class DQN(RecurrentAgent):
             mask=jnp.zeros((), bool),
         )
         extras = {"carry": self.network.initialize_carry()} if self.stores_carry else None
-        store = init_store(self.buffer_capacity, self.num_envs, example, extras)
+        period = None if self.priority == "none" else self.batching.priority_period
+        store = init_store(self.buffer_capacity, self.num_envs, example, extras, period)
         zero = jnp.zeros((), jnp.int32)
         return DQNState(
             params=params,
@@ -263,6 +299,11 @@ class DQN(RecurrentAgent):
         action = epsilon_greedy(key, q, self.epsilon(state))
         extras = {"carry": carry} if self.stores_carry else {}
         return action, new_carry, extras
+
+    def beta(self, state: DQNState) -> jax.Array:
+        """The importance-sampling exponent now (prioritised replay)."""
+        return linear(self.priority_beta, self.priority_beta_end, self.train_epochs,
+                      state.epochs - self.random_epochs)
 
     def policy_logits(self, out: jax.Array) -> jax.Array:
         """Greedy acting maximises Q: `out` is q `[N, A]`."""
@@ -350,14 +391,16 @@ class DQN(RecurrentAgent):
                                     next_state=self.next_state)
 
     def loss(
-        self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree
+        self, params: PyTree, target_params: PyTree, batch: Transition, carry: PyTree,
+        weights: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The TD loss of a sampled batch (either layout), differentiable in `params`.
 
         The online next-state Q only picks `a*` (no gradient), and only where the target
         bootstraps (`mask & ~terminated`): the batching may then take a cheaper way to it
         (`TapeBatching.unroll_greedy_next`: shifted from the online pass on a memoroid's
-        tape instead of a second pass over `next_obs`).
+        tape instead of a second pass over `next_obs`). `weights`: `[M]` importance
+        weights of the flat transitions (prioritised replay; `td_loss`).
         """
         online = self.batching.unroll_greedy_next(
             self.network, params, batch, carry, wanted=batch.mask & ~batch.terminated,
@@ -375,16 +418,36 @@ class DQN(RecurrentAgent):
             self.value_rescaling,
             self.n_step,
             batch.start.shape[0] if batch.start.ndim == 2 else 1,
+            weights,
         )
 
     def update(self, state: DQNState, key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
-        """Sample, one optimiser step, Polyak target update. Returns (state, metrics)."""
-        batch, carry = self.sample(state.store, key)
-        params, opt_state, metrics = self.gradient_step(
-            state.params, state.opt_state, state.target_params, batch, carry
-        )
+        """Sample, one optimiser step, Polyak target update (and the drawn units' new
+        priorities under prioritised replay). Returns (state, metrics)."""
+        store = state.store
+        if self.priority == "none":
+            batch, carry = self.sample(store, key)
+            params, opt_state, metrics = self.gradient_step(
+                state.params, state.opt_state, state.target_params, batch, carry
+            )
+        else:
+            batch, carry, draws = self.batching.sample_prioritised(store, key,
+                                                                   self.batch_size)
+            weights = pr.importance_weights(draws.prob, self.beta(state), draws.used)
+            params, opt_state, metrics = self.gradient_step(
+                state.params, state.opt_state, state.target_params, batch, carry,
+                weights[draws.unit],
+            )
+            td_steps = metrics.pop("td_steps")
+            learning = self.batching.unroll_mask(batch)
+            priority, seen = pr.unit_priority(td_steps, draws.unit, learning,
+                                              draws.leaf.shape[0], self.priority_eta)
+            store = store.replace(priorities=pr.set_priorities(
+                store.priorities, draws.leaf, priority, seen & draws.used,
+                self.priority_alpha))
         return (
             state.replace(
+                store=store,
                 params=params,
                 target_params=polyak_update(state.target_params, params, self.tau),
                 opt_state=opt_state,

@@ -32,6 +32,7 @@ def td_loss(
     value_rescaling: bool = False,
     n_step: int = 1,
     rows: int = 1,
+    weights: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Double DQN Huber loss over flat transitions.
 
@@ -50,9 +51,13 @@ def td_loss(
         windows stop at episode ends and at the end of each of the `rows` sequences the
         `M` transitions flatten: one tape, or the segments, row-major).
       rows: the sequences in the batch (1 for a tape; `N` segments).
+      weights: `[M]` importance-sampling weights of prioritised replay (per_transition
+        only): the loss is `mean_mask(weights * huber(td))`. None: all 1.
 
     Returns:
-      `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|.
+      `(loss [], metrics)`: the reduced Huber loss over `mask`, plus mean Q and |TD error|;
+      with `weights`, also the per-transition `td_steps` (|TD error| `[M]`, 0 outside
+      `mask`) for the priority update.
     """
     best = jnp.argmax(q_next_online, axis=-1)
     next_value = jnp.take_along_axis(q_next_target, best[:, None], axis=-1)[:, 0]
@@ -73,10 +78,17 @@ def td_loss(
     target = jax.lax.stop_gradient(target)
     chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     mask = transition.mask
-    td_abs = bt.masked_mean(jnp.abs(target - chosen), mask)
+    td_steps = jnp.abs(target - chosen)
+    td_abs = bt.masked_mean(td_steps, mask)
     metrics = {"q_mean": bt.masked_mean(chosen, mask), "td_abs": td_abs}
+    if weights is not None:
+        if reduction != "per_transition":
+            raise ValueError(f"weights need reduction='per_transition', got {reduction!r}")
+        metrics["td_steps"] = jnp.where(mask, jax.lax.stop_gradient(td_steps), 0.0)
     if reduction == "per_transition":
         per_step = optax.huber_loss(chosen, target, delta=huber_delta)
+        if weights is not None:
+            per_step = per_step * weights
         return bt.masked_mean(per_step, mask), metrics
     if reduction == "mean_abs":
         return optax.huber_loss(td_abs, delta=huber_delta), metrics

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlmem.checks import positive_int
+from rlmem.data import priority as pr
 from rlmem.types import Transition
 
 PyTree = Any
@@ -45,6 +46,8 @@ class TapeStore:
       ep_lo: `[E]` int32, oldest valid episode number per stream.
       ep_hi: `[E]` int32, number of episodes started per stream (newest is `ep_hi - 1`).
       steps: `[E]` int32, transitions written to each stream so far (its clock).
+      priorities: the replay units' priorities (`rlmem.data.priority`), kept by `add`;
+        None for uniform replay.
     """
 
     data: Transition
@@ -54,6 +57,7 @@ class TapeStore:
     ep_lo: jax.Array
     ep_hi: jax.Array
     steps: jax.Array
+    priorities: pr.Priorities | None = None
 
     @property
     def num_envs(self) -> int:
@@ -81,6 +85,7 @@ def init_store(
     num_envs: int,
     example: Transition,
     extras_example: dict[str, Any] | None = None,
+    priority_period: int | None = None,
 ) -> TapeStore:
     """An empty store for `capacity` transitions split evenly across `num_envs` streams.
 
@@ -92,6 +97,8 @@ def init_store(
         shapes and dtypes of the fields; its `mask` is ignored.
       extras_example: optional dict of per-step extras to store beside each transition
         (e.g. the recurrent carry before `obs[t]`), leaves without leading dims.
+      priority_period: keep replay priorities (`rlmem.data.priority`) for units that are
+        episodes (`0`) or sequences starting every `priority_period` steps; None: none.
 
     Returns:
       An empty `TapeStore`.
@@ -121,6 +128,8 @@ def init_store(
         ep_lo=jnp.zeros((num_envs,), jnp.int32),
         ep_hi=jnp.zeros((num_envs,), jnp.int32),
         steps=jnp.zeros((num_envs,), jnp.int32),
+        priorities=None if priority_period is None else pr.init_priorities(
+            num_envs, c, priority_period),
     )
 
 
@@ -166,7 +175,8 @@ def add(
         the rest is padding and is not written. None = all `T` steps.
 
     Returns:
-      The updated store. Cost O(num_envs * T), independent of capacity.
+      The updated store. Cost O(num_envs * T), independent of capacity (with priorities,
+      O(num_envs * T * log capacity) amortised, `rlmem.data.priority`).
     """
     t_len = _check_chunk(store, chunk, extras)
     e, c = store.num_envs, store.stream_capacity
@@ -208,7 +218,7 @@ def add(
     new_extras = jax.tree.map(write, store.extras, dict(extras or {}))
     # A stream whose running episode has lost its start keeps ep_lo <= ep_hi.
     ep_lo = jnp.minimum(ep_lo, ep_hi)
-    return store.replace(
+    new = store.replace(
         data=data,
         extras=new_extras,
         ep_id=write(store.ep_id, ep_id),
@@ -217,6 +227,20 @@ def add(
         ep_hi=ep_hi,
         steps=store.steps + length,
     )
+    if store.priorities is None:
+        return new
+    pri, fresh = store.priorities, valid_from(new)
+    if pri.period != pr.EPISODE_UNITS:
+        # Sequence starts left in the surviving, older part of an evicted episode (its own
+        # first slot was just overwritten). Cleared before the writes, on the incoming
+        # tree: a loop over a freshly written tree made XLA copy all of it.
+        pri = pr.clear_times(pri, jnp.maximum(valid_from(store), new.steps - c),
+                             jnp.minimum(fresh, store.steps), c)
+    # A written step of an episode that already lost its start opens no unit.
+    pri = pr.note_writes(pri, jnp.broadcast_to(rows, slots.shape), slots, times,
+                         ep_start[rows, ep_id % c], start, real, c,
+                         times >= fresh[:, None])
+    return new.replace(priorities=pri)
 
 
 def num_episodes(store: TapeStore) -> jax.Array:

@@ -122,17 +122,19 @@ def make_chunk(start, term, trunc, t0: int, t1: int, obs_dim: int = 2):
     return chunk, extras
 
 
-def fill(shape, seed: int, num_chunks: int, p_end: float, ragged: bool = False):
+def fill(shape, seed: int, num_chunks: int, p_end: float, ragged: bool = False,
+         priority_period: int | None = None):
     """A store of `shape` (SHAPES entry) and a ReferenceStore fed the same random chunks.
 
     `ragged`: each chunk keeps a random prefix of 0..T real steps per stream (as when the
     loop collects whole episodes); the padding after it holds junk tagged with time -1,
-    which must never be written.
+    which must never be written. `priority_period`: the store keeps replay priorities
+    (`rlmem.data.init_store`).
 
     Returns (store, reference, (start, terminated, truncated) flags [E, total]).
     """
     e, c, chunk_len = shape
-    store = init_store(e * c, e, EXAMPLE, EXTRAS)
+    store = init_store(e * c, e, EXAMPLE, EXTRAS, priority_period)
     rng = np.random.default_rng(seed)
     total = chunk_len * num_chunks
     flags = make_stream(rng, e, total, p_end)

@@ -23,19 +23,19 @@ def sample_all(store, key):
             for length, burn, period in SETTINGS]
 
 
-def check_segments(batch, ref, flags, length, burn_in, period=None):
+def check_segments(batch, ref, flags, length, burn_in, period=None, num_segments=NUM_SEGMENTS):
     """Each row: burn-in then a sequence of one valid episode starting at a multiple of
     `period` (default `length`: aligned), stopping at the episode end, zero-padded."""
     tr = jax.tree.map(np.asarray, batch.transition)
     h, h0 = np.asarray(batch.extras["h"]), np.asarray(batch.initial_extras["h"])
     learn = np.asarray(batch.learn_mask)
     width = burn_in + length
-    assert tr.mask.shape == (NUM_SEGMENTS, width) and h0.shape == (NUM_SEGMENTS, 2)
+    assert tr.mask.shape == (num_segments, width) and h0.shape == (num_segments, 2)
     cols = np.arange(width)
     if not ref.valid_episodes():
         assert not tr.mask.any() and not learn.any() and not h.any() and not tr.obs.any()
         return
-    for n in range(NUM_SEGMENTS):
+    for n in range(num_segments):
         s, seg_start = int(tr.obs[n, burn_in, 0]), int(tr.obs[n, burn_in, 1])
         found = ref.episode_of(s, seg_start)
         assert found is not None, f"row {n} is not inside a stored episode"
