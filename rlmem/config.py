@@ -295,7 +295,7 @@ def build_algorithm(c: dict, env, params, memory, batching: Batching):
             batching=batching,
             optim=OptimSettings(**dataclasses.asdict(cls.default_optim)
                                 | (algo_cfg.get("optim") or {})),
-            network=NetworkSettings(**(algo_cfg.get("network") or {})),
+            network=build_network_settings(c, env, params),
             num_envs=c["loop"]["num_envs"],
             rollout_steps=c["loop"]["rollout_steps"],
             **kwargs,
@@ -305,6 +305,25 @@ def build_algorithm(c: dict, env, params, memory, batching: Batching):
         if re.match(r"(algo|batching|loop)\.\w+", message):  # already names its keys
             raise ConfigError(message) from err
         raise ConfigError(f"algo (algo.name={algo_cfg['name']!r}): {message}") from err
+
+
+def build_network_settings(c: dict, env, params) -> NetworkSettings:
+    """`algo.network.*` over the defaults, with `image_shape` wired from the env for the
+    conv encoder (`rlmem.envs.image_shape`)."""
+    from rlmem.envs import image_shape
+
+    values = dict(c["algo"].get("network") or {})
+    if values.get("encoder") == "conv":
+        shape = image_shape(env, params)
+        if shape is None:
+            raise ConfigError(
+                f"algo.network.encoder='conv' needs image observations ([H, W, C], e.g. "
+                f"the Arcade envs); env.name={c['env']['name']!r} observes flat vectors "
+                f"of {int(env.observation_space(params).shape[-1])} features; allowed: "
+                f"algo.network.encoder=mlp"
+            )
+        values["image_shape"] = shape
+    return NetworkSettings(**values)
 
 
 def hydra_run_dir() -> str:

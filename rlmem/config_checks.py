@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlmem import config_ranges as cr
 from rlmem import sweep
 from rlmem.agents.batching import INITIAL_STATES
-from rlmem.agents.networks import NetworkSettings
+from rlmem.agents.networks import ENCODERS, NetworkSettings
 from rlmem.agents.optim import OptimSettings
 from rlmem.registry import Registry, close_matches
 
@@ -262,10 +262,12 @@ def _validate_one(c: dict) -> dict:
 def _validate_env(env: dict) -> None:
     import gymnax
 
-    from rlmem.envs import POPGYM_IDS
+    from rlmem.envs import ARCADE_IDS, POPGYM_IDS, arcade
 
-    names = tuple(POPGYM_IDS) + tuple(gymnax.registered_envs)
+    names = tuple(POPGYM_IDS) + tuple(gymnax.registered_envs) + tuple(ARCADE_IDS)
     _check_choice("env.name", env["name"], names)
+    if env["name"] in ARCADE_IDS and (why := arcade.unavailable()):
+        raise ConfigError(f"env.name={env['name']!r} cannot be made here: {why}")
     kwargs = env.get("kwargs") or {}
     if kwargs and env["name"] in POPGYM_IDS:  # gymnax ids: gymnax.make checks them
         from rlmem.envs.registry import FAMILIES, make, popgym_preset
@@ -376,11 +378,22 @@ def _validate_algo(c: dict) -> None:
                     f"unknown config key 'algo.{block}.{key}'{_close(key, fields)}; "
                     f"allowed in algo.{block}: {', '.join(sorted(fields))}"
                 )
+            if key in WIRED_BLOCK_FIELDS.get(block, {}):
+                source = WIRED_BLOCK_FIELDS[block][key]
+                raise ConfigError(
+                    f"algo.{block}.{key}={values[key]!r} is not allowed: config.py wires it "
+                    f"from {source}; remove it"
+                )
         if message := cr.first_error(f"algo.{block}.", values, cr.ALGO_RANGES):
             raise ConfigError(message)
+        if block == "network" and "encoder" in values:
+            _check_choice("algo.network.encoder", values["encoder"], ENCODERS)
     if message := cr.first_error("algo.", kwargs, cr.ALGO_RANGES):
         raise ConfigError(message)
 
+
+# Settings-block fields that config.py wires itself (not user keys), and their source.
+WIRED_BLOCK_FIELDS = {"network": {"image_shape": "env.name (its [H, W, C] observations)"}}
 
 # Constructor arguments that config.py wires itself (not user keys in algo/), and the
 # config key each one comes from.

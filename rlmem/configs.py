@@ -18,7 +18,8 @@ import textwrap
 from pathlib import Path
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ("env", "memory", "batching", "algo", "logger", "experiment/paper", "hydra/launcher")
+GROUPS = ("env", "memory", "batching", "algo", "logger", "experiment/paper", "experiment/r2d2",
+          "hydra/launcher")
 _LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.]*):(?P<value>[^#]*)(#\s?(?P<note>.*))?$")
 
 
@@ -57,7 +58,8 @@ def listing(section: str | None = None) -> str:
             continue
         options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         shown = ", ".join(f"{o}*" if chosen.get(group) == o else o for o in options)
-        how = "+experiment=paper/<task>" if group == "experiment/paper" else f"{group}=<option>"
+        how = (f"+{group.replace('/', '=')}/<task>" if group.startswith("experiment/")
+               else f"{group}=<option>")
         lines.append(textwrap.fill(f"{how}: {shown}", 100, initial_indent="  ",
                                    subsequent_indent="      "))
     lines.append("\nKeys (override with key=value; the value shown is the default):")

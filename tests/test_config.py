@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from rlmem import config as rc
+from rlmem.envs import arcade
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -29,6 +30,9 @@ def options(group: str) -> list[str]:
 
 
 ENVS, MEMORIES = options("env"), options("memory")
+# The env options this machine can build: the Arcade ones need the optional popgym-arcade
+# package (rlmem/envs/arcade.py; tests/envs/test_arcade.py says when it is absent).
+LOCAL_ENVS = [e for e in ENVS if not e.startswith("arcade_") or arcade.unavailable() is None]
 # R2D2's presets (algo=r2d2: DQN plus its rules; batching=r2d2_l*: stored-state overlapping
 # sequences) have their own tests below; the grids take the modes and algorithms.
 R2D2_BATCHINGS = ("r2d2_l20", "r2d2_l80")
@@ -60,7 +64,10 @@ def fits(overrides: list[str]) -> list[str]:
 
 
 def test_groups_are_complete():
-    assert len([e for e in ENVS if re.search(r"_(easy|medium|hard)$", e)]) == 48
+    popgym = [e for e in ENVS if re.search(r"_(easy|medium|hard)$", e)
+              and not e.startswith("arcade_")]
+    assert len(popgym) == 48
+    assert len([e for e in ENVS if e.startswith("arcade_")]) == 30  # POPGym Arcade
     assert {"cartpole", "catch", "memory_chain"} <= set(ENVS)
     from rlmem.memory import MEMORY_MODELS
 
@@ -110,8 +117,9 @@ def test_every_env_validates_and_builds():
     # One Hydra compose, then each env option merged in as Hydra would (env/*.yaml have no
     # defaults lists): composing 62 times costs ~0.3 s each on a loaded 2-core machine.
     base = cfg()
+    OmegaConf.set_struct(base, False)  # env.kwargs: {} takes an option's kwargs (Arcade's)
     failures = []
-    for env in ENVS:
+    for env in LOCAL_ENVS:
         option = OmegaConf.load(CONF / "env" / f"{env}.yaml")
         c = rc.validate(OmegaConf.merge(base, {"env": option}))
         name = c["env"]["name"]
@@ -122,7 +130,8 @@ def test_every_env_validates_and_builds():
             failures.append(f"{env}: {err}")
         assert c["loop"]["rollout_steps"] == c["eval"]["max_steps"]
         assert c["loop"]["rollout_steps"] == c["env"]["max_episode_length"]
-        if "-" not in name:  # a POPGym id (gymnax ids contain a dash)
+        if "-" not in name and name not in arcade.ARCADE_IDS:  # a POPGym id (gymnax
+            # ids contain a dash; tests/envs/test_arcade.py checks the Arcade lengths)
             expected = popgym_episode_length(name)
             if expected is not None:
                 assert c["env"]["max_episode_length"] == expected, name
@@ -148,7 +157,7 @@ def test_memory_batching_algo_grid_builds(memory, batching, algo):
 
 @settings(max_examples=15)
 @given(
-    st.sampled_from(ENVS), st.sampled_from(MEMORIES), st.sampled_from(BATCHINGS),
+    st.sampled_from(LOCAL_ENVS), st.sampled_from(MEMORIES), st.sampled_from(BATCHINGS),
     st.sampled_from(ALGOS), st.sampled_from(LOGGERS),
 )
 def test_random_combinations_validate(env, memory, batching, algo, logger):
@@ -301,3 +310,14 @@ def test_default_wandb_group_keeps_ablation_arms_apart():
     assert default_group(names) == "RepeatFirstEasy-lru-segment_l20-dqn"
     long = default_group(names, [f"algo.gamma={'9' * 200}"])
     assert len(long) == WANDB_GROUP_MAX and long != default_group(names, ["algo.gamma=1"])
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_conv_encoder_reaches_every_algorithm(algo):
+    """`algo.network.encoder=conv` on an image env (MinAtar's [10, 10, 4] planes here; the
+    Arcade envs are optional): every algorithm's network gets the env's image shape."""
+    exp = rc.build(cfg(f"algo={algo}", "env=breakout_minatar", "algo.network.encoder=conv",
+                       "loop.rollout_steps=100"))
+    assert exp.algo.network.image_shape == (10, 10, 4)
+    plain = rc.build(cfg(f"algo={algo}", "env=breakout_minatar", "loop.rollout_steps=100"))
+    assert plain.algo.network.image_shape is None

@@ -24,6 +24,7 @@ def test_every_top_level_and_default_algo_key_is_listed_with_its_comment():
     assert ("  loop.iterations = 600  # collect+learn iterations" in text)
     assert "  algo.optim.learning_rate = 1.0e-4  # AdamW learning rate after warm-up" in text
     assert "dqn*, ppo" in text and "+experiment=paper/<task>:" in text
+    assert "+experiment=r2d2/<task>:" in text
     only_algo = listing("algo")
     assert "algo.gamma = 0.99  # discount" in only_algo and "loop.iterations" not in only_algo
 
@@ -43,7 +44,7 @@ def test_train_help_points_to_the_listing():
     groups = dict(line.split(": ", 1) for line in out.stdout.splitlines()
                   if line.startswith(("memory: ", "algo: ")))
     assert {"ffm", "lru", "gla"} <= set(groups["memory"].split(", "))
-    assert set(groups["algo"].split(", ")) == {"dqn", "ppo", "pqn"}
+    assert set(groups["algo"].split(", ")) == {"dqn", "ppo", "pqn", "r2d2"}
 
 
 def test_hints_name_the_options_that_own_a_refused_key():

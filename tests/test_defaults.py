@@ -28,11 +28,23 @@ def python_defaults(cls) -> dict:
     return {k: v for k, v in flat.items() if k not in ALGO_BLOCKS} | blocks
 
 
+def dotted(values: dict) -> dict:
+    """The settings blocks' keys spelt out: `{"network": {"encoder": x}}` ->
+    `{"network.encoder": x}`, so a block's keys are compared one by one like the others."""
+    flat = {}
+    for key, value in values.items():
+        if key in ALGO_BLOCKS:
+            flat |= {f"{key}.{k}": v for k, v in value.items()}
+        else:
+            flat[key] = value
+    return flat
+
+
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_algo_yaml_defaults_equal_the_constructor_defaults(name):
     yaml = OmegaConf.to_container(compose_cfg(f"algo={name}").algo, resolve=True)
     yaml.pop("name")
-    python = python_defaults(ALGORITHMS.load(name))
+    yaml, python = dotted(yaml), dotted(python_defaults(ALGORITHMS.load(name)))
     assert set(yaml) <= set(python), f"keys without a Python default: {set(yaml) - set(python)}"
     differ = {k: (v, python[k]) for k, v in yaml.items() if v != python[k]}
     assert not differ, f"algo={name}: YAML vs Python defaults differ: {differ}"
@@ -44,7 +56,7 @@ def test_segment_yaml_defaults_equal_segment_batching_defaults():
               if f.default is not dataclasses.MISSING}
     assert yaml["mode"] == SegmentBatching.mode
     shared = set(yaml) & set(python)
-    assert shared == {"burn_in", "initial_state"}
+    assert shared == {"burn_in", "initial_state", "period"}
     assert {k: yaml[k] for k in shared} == {k: python[k] for k in shared}
 
 

@@ -174,7 +174,8 @@ class DQN(RecurrentAgent):
         priority_beta_end: float = 1.0,
     ):
         super().__init__(
-            q_network(memory, num_actions, network.hidden_size, network.num_blocks),
+            q_network(memory, num_actions, network.hidden_size, network.num_blocks,
+                      image_shape=network.image_shape),
             obs_size, num_actions, batching, optim,
         )
         check_positive_ints(num_envs=num_envs, batch_size=batch_size,

@@ -15,7 +15,9 @@ recurrent state (the TD target's next state).
 
 The paper's layers (PAPER.md): encoder `Linear(obs -> 256) -> LayerNorm(no affine) ->
 LeakyReLU(0.01)`, dueling head of two 256-wide blocks then `V` and `A` with the last
-layers initialised at scale 0.01.
+layers initialised at scale 0.01. For pixel observations (POPGym Arcade) the encoder can
+be `ConvEncoder` instead (`algo.network.encoder=conv`): a small CNN over the image the
+flat observation starts with, then the same block.
 """
 
 from __future__ import annotations
@@ -59,6 +61,47 @@ class Block(nn.Module):
 
 
 Encoder = Block  # the paper's encoder is exactly one block: obs -> hidden
+
+# ConvEncoder's layers: (channels, kernel, stride), "SAME" padding, so each halves or
+# quarters the image: 128 x 128 -> 32 x 32 -> 16 x 16 -> 8 x 8 (x 32 = 2048 features).
+CONV_LAYERS = ((16, 8, 4), (32, 4, 2), (32, 3, 2))
+
+
+class ConvEncoder(nn.Module):
+    """Pixels -> hidden, for flat observations that start with an image.
+
+    `x[..., :H*W*C]` is the image raveled row-major (`rlmem.envs.image_shape`; values in
+    `[0, 1]`), the rest flat features (first-step flag, previous action). The image goes
+    through `CONV_LAYERS`, each `Conv -> LayerNorm(no affine, over channels) ->
+    LeakyReLU(0.01)`; its features, flattened, are concatenated with the rest and end in
+    one `Block(features)`.
+
+    x: [..., F] with F >= H*W*C -> [..., features].
+
+    Attributes:
+      features: output width (the memory's input size).
+      image_shape: `(H, W, C)` of the leading image.
+    """
+
+    features: int
+    image_shape: tuple[int, int, int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, w, c = self.image_shape
+        size = h * w * c
+        if x.shape[-1] < size:
+            raise ValueError(f"ConvEncoder: observations have {x.shape[-1]} features, fewer "
+                             f"than the image_shape {self.image_shape} needs ({size})")
+        lead = x.shape[:-1]
+        image = x[..., :size].reshape((-1, h, w, c))  # [N, H, W, C]
+        for channels, kernel, stride in CONV_LAYERS:
+            image = nn.Conv(channels, (kernel, kernel), strides=(stride, stride),
+                            padding="SAME")(image)
+            image = nn.LayerNorm(use_scale=False, use_bias=False)(image)
+            image = nn.leaky_relu(image, LEAKY_SLOPE)
+        features = image.reshape(lead + (-1,))  # [..., H' * W' * C']
+        return Block(self.features)(jnp.concatenate([features, x[..., size:]], axis=-1))
 
 
 class DuelingHead(nn.Module):
@@ -119,14 +162,20 @@ class RecurrentNetwork(nn.Module):
         `initialize_carry`.
       head: maps memory outputs `[T, H]` to the network's output pytree (leaves `[T, ...]`).
       hidden_size: width of the encoder (the memory's input size).
+      image_shape: None: the paper's one-block `Encoder`; `(H, W, C)`: a `ConvEncoder`
+        over the image the observation starts with.
     """
 
     memory: nn.Module
     head: nn.Module
     hidden_size: int = 256
+    image_shape: tuple[int, int, int] | None = None
 
     def setup(self) -> None:
-        self.encoder = Encoder(self.hidden_size)
+        if self.image_shape is None:
+            self.encoder = Encoder(self.hidden_size)
+        else:
+            self.encoder = ConvEncoder(self.hidden_size, tuple(self.image_shape))
 
     def __call__(
         self, obs: jax.Array, start: jax.Array, carry: PyTree
@@ -172,37 +221,73 @@ def keeps_states(network: RecurrentNetwork) -> bool:
     return isinstance(network.memory, Memoroid)
 
 
+ENCODERS = ("mlp", "conv")  # NetworkSettings.encoder
+
+
 @dataclass(frozen=True)
 class NetworkSettings:
     """The network block of an algorithm's config (`algo.network.*`): the encoder and
-    head width and the head's residual blocks (the memory model is `memory.*`)."""
+    head width, the head's residual blocks and the encoder kind (the memory model is
+    `memory.*`).
+
+    Attributes:
+      hidden_size: encoder and head width.
+      num_blocks: the head's blocks.
+      encoder: `mlp` (the paper's one block over the flat observation) or `conv`
+        (`ConvEncoder`, for observations that start with an image).
+      image_shape: `(H, W, C)` of that image, `conv` only; `rlmem.config` wires it from
+        the env (`rlmem.envs.image_shape`), it is not a config key.
+    """
 
     hidden_size: int = 256
     num_blocks: int = 2
+    encoder: str = "mlp"
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         positive_int("hidden_size", self.hidden_size)
         if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
             raise ValueError(f"num_blocks must be an int >= 0, got {self.num_blocks!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, "
+                             f"got {self.encoder!r}")
+        shape = self.image_shape
+        if self.encoder == "mlp" and shape is not None:
+            raise ValueError(f"image_shape={shape!r} is only read by encoder='conv'")
+        if self.encoder == "conv":
+            if (not isinstance(shape, tuple | list) or len(shape) != 3
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                               for d in shape)):
+                raise ValueError(f"encoder='conv' needs image_shape=(H, W, C), three ints "
+                                 f">= 1, got {shape!r}")
+            object.__setattr__(self, "image_shape", tuple(shape))
 
 
 DEFAULT_NETWORK = NetworkSettings()
 
 
 def q_network(
-    memory: nn.Module, num_actions: int, hidden_size: int = 256, num_blocks: int = 2
+    memory: nn.Module, num_actions: int, hidden_size: int = 256, num_blocks: int = 2,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> RecurrentNetwork:
-    """The paper's Q network: encoder -> memory -> dueling head. out: q [T, num_actions]."""
+    """The paper's Q network: encoder -> memory -> dueling head. out: q [T, num_actions].
+
+    `image_shape` `(H, W, C)`: a `ConvEncoder` (`NetworkSettings.image_shape`)."""
     head = DuelingHead(num_actions, hidden_size, num_blocks)
-    return RecurrentNetwork(memory=memory, head=head, hidden_size=hidden_size)
+    return RecurrentNetwork(memory=memory, head=head, hidden_size=hidden_size,
+                            image_shape=image_shape)
 
 
 def actor_critic(
-    memory: nn.Module, num_actions: int, hidden_size: int = 256, num_blocks: int = 2
+    memory: nn.Module, num_actions: int, hidden_size: int = 256, num_blocks: int = 2,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> RecurrentNetwork:
-    """PPO's network: encoder -> memory -> (policy logits [T, A], value [T])."""
+    """PPO's network: encoder -> memory -> (policy logits [T, A], value [T]).
+
+    `image_shape` `(H, W, C)`: a `ConvEncoder` (`NetworkSettings.image_shape`)."""
     head = ActorCriticHead(num_actions, hidden_size, num_blocks)
-    return RecurrentNetwork(memory=memory, head=head, hidden_size=hidden_size)
+    return RecurrentNetwork(memory=memory, head=head, hidden_size=hidden_size,
+                            image_shape=image_shape)
 
 
 def init_params(network: RecurrentNetwork, key: jax.Array, obs_size: int) -> PyTree:

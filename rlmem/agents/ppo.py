@@ -201,7 +201,8 @@ class PPO(OnPolicyAgent):
         normalize_advantage: bool = True,
     ):
         super().__init__(
-            actor_critic(memory, num_actions, network.hidden_size, network.num_blocks),
+            actor_critic(memory, num_actions, network.hidden_size, network.num_blocks,
+                         image_shape=network.image_shape),
             obs_size, num_actions, batching, optim,
         )
         check_unit_interval(gamma=gamma, gae_lambda=gae_lambda, clip_eps=clip_eps)

@@ -115,7 +115,8 @@ class PQN(OnPolicyAgent):
         num_minibatches: int = 1,
     ):
         super().__init__(
-            q_network(memory, num_actions, network.hidden_size, network.num_blocks),
+            q_network(memory, num_actions, network.hidden_size, network.num_blocks,
+                      image_shape=network.image_shape),
             obs_size, num_actions, batching, optim,
         )
         check_unit_interval(gamma=gamma, q_lambda=q_lambda, eps_start=eps_start,

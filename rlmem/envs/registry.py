@@ -1,4 +1,5 @@
-"""`make(name)`: every POPGym id (48, popgym 1.0.7's difficulty presets) and gymnax id.
+"""`make(name)`: every POPGym id (48, popgym 1.0.7's difficulty presets), gymnax id and,
+with the optional popgym-arcade package, POPGym Arcade id (`rlmem.envs.arcade`).
 
 POPGym families are imported lazily (`rlmem.registry.Registry`), so a family module that
 fails to import only breaks its own ids. The difficulty presets below copy the constructor
@@ -12,7 +13,7 @@ from typing import Any
 
 from gymnax.environments import environment
 
-from rlmem.envs import wrappers
+from rlmem.envs import arcade, wrappers
 from rlmem.registry import Registry, close_matches
 
 # family -> "module:Class" (one module of rlmem.envs.popgym per family), imported only
@@ -110,8 +111,15 @@ def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, A
 
     `kwargs` override a POPGym preset's constructor arguments (e.g.
     `make_unwrapped("RepeatPrevious", num_decks=2, k=10)`); for gymnax ids they go to
-    `gymnax.make`.
+    `gymnax.make`, for Arcade ids to popgym-arcade's constructor (`rlmem.envs.arcade`).
+
+    Raises:
+      ValueError: unknown name (with close matches) or bad keyword arguments.
+      ImportError: an Arcade id without the optional popgym-arcade package (the message
+        says how to install it).
     """
+    if name in arcade.ARCADE_IDS:
+        return arcade.make_unwrapped(name, **kwargs)
     if name in FAMILIES or name in POPGYM_IDS:
         family, preset = popgym_preset(name)
         env_cls = FAMILIES.load(family)
@@ -124,12 +132,13 @@ def make_unwrapped(name: str, **kwargs: Any) -> tuple[environment.Environment, A
         import gymnax
 
         return gymnax.make(name, **kwargs)
-    known = (*POPGYM_IDS, *FAMILIES, *_gymnax_ids())
+    known = (*POPGYM_IDS, *FAMILIES, *_gymnax_ids(), *arcade.ARCADE_IDS)
     close = close_matches(name, known, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown environment name {name!r}{hint} "
                      f"(known: the {len(POPGYM_IDS)} POPGym ids in rlmem.envs.POPGYM_IDS, "
-                     f"their family names, and gymnax.registered_envs)")
+                     f"their family names, gymnax.registered_envs and the "
+                     f"{len(arcade.ARCADE_IDS)} POPGym Arcade ids in rlmem.envs.ARCADE_IDS)")
 
 
 def make(name: str, *, previous_action: bool = False, antialias: bool = True,
@@ -138,7 +147,9 @@ def make(name: str, *, previous_action: bool = False, antialias: bool = True,
 
     Args:
       name: a POPGym id (`"RepeatFirstEasy"`, see `POPGYM_IDS`), a POPGym family name
-        (`"RepeatPrevious"`, popgym's defaults) or a gymnax id (`"CartPole-v1"`).
+        (`"RepeatPrevious"`, popgym's defaults), a gymnax id (`"CartPole-v1"`) or a POPGym
+        Arcade id (`"ArcadeCountRecallEasy"`, see `ARCADE_IDS`; pixels, needs the optional
+        popgym-arcade package).
       previous_action: append the previous action to the observation (popgym's
         `PreviousAction`).
       antialias: append the "is first step" flag (popgym's `Antialias`).
@@ -148,10 +159,12 @@ def make(name: str, *, previous_action: bool = False, antialias: bool = True,
 
     Returns:
       `(env, params)`: observations are flat float32 `[F]`; actions one Discrete
-      (MultiDiscrete flattened, Box discretised unless `action_bins=None`).
+      (MultiDiscrete flattened, Box discretised unless `action_bins=None`). An image
+      observation (Arcade, MinAtar) is raveled first: `image_shape(env, params)`.
 
     Raises:
       ValueError: unknown name (with close matches) or bad keyword arguments.
+      ImportError: an Arcade id without the optional popgym-arcade package.
     """
     env, params = make_unwrapped(name, **kwargs)
     wrapped = wrappers.wrap(env, previous_action=previous_action, antialias=antialias,

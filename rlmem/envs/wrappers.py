@@ -331,6 +331,22 @@ def completed_episode_means(info: dict) -> dict[str, jax.Array]:
     }
 
 
+def image_shape(env: environment.Environment, params: Any = None) -> tuple[int, ...] | None:
+    """`(H, W, C)` when the flat observations of `env` (built by :func:`wrap`) start with an
+    image, else None.
+
+    An image is a 3-D Box observation of the innermost env (POPGym Arcade's pixels,
+    MinAtar's `[10, 10, C]` planes). :class:`FlattenObservation` ravels it first, row-major,
+    so `obs[:H * W * C].reshape(H, W, C)` is the image; the first-step flag and previous
+    action follow it. The conv encoder (`algo.network.encoder=conv`) reads it so.
+    """
+    raw = env.unwrapped if isinstance(env, Wrapper) else env
+    space = raw.observation_space(raw.default_params if params is None else params)
+    if isinstance(space, spaces.Box) and len(space.shape) == 3:
+        return tuple(int(d) for d in space.shape)
+    return None
+
+
 def wrap(env: environment.Environment, *, previous_action: bool = False,
          antialias: bool = True, action_bins: int | None = 5) -> environment.Environment:
     """Apply rlmem's standard wrappers (see the module docstring for the order).
