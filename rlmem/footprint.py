@@ -156,6 +156,7 @@ def estimate(exp: Any) -> Footprint:
         if is_replay_store(store):
             replay += _nbytes(store)
             carries += _nbytes(getattr(store, "extras", None) or {})
+            carries += _nbytes(getattr(store, "sparse", None) or {})
     return Footprint(
         state=_nbytes(state), replay=replay, carries=carries, runs=len(exp.runs),
         process=resident_bytes(), host_copy=jax.devices()[0].platform == "cpu",

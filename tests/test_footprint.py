@@ -17,7 +17,10 @@ from rlmem.runner import run
 from tests.compose import compose_cfg
 from tests.tiny_run import ROOT, TINY_BASE
 
-STORED = ("batching=segment", "batching.segment_length=10", "batching.initial_state=stored")
+# A burn-in that is no multiple of the segment length: a carry beside every transition (with
+# burn-in 0 the store would keep one per segment start only, rlmem.data.sparse_extras).
+STORED = ("batching=segment", "batching.segment_length=10", "batching.initial_state=stored",
+          "batching.burn_in=3")
 
 # train.py under a wrapper that prints its own peak resident size (KiB) at exit.
 _PEAK = """
@@ -41,6 +44,10 @@ def test_estimate_is_the_exact_size_of_the_state():
     assert footprint.replay == _nbytes(state.algo.store)
     assert footprint.carries == _nbytes(state.algo.store.extras) > 0
     assert estimate(build(compose_cfg(*TINY_BASE, "memory=ffm"))).carries == 0
+    compact = build(compose_cfg(*TINY_BASE, *STORED[:3], "memory=ffm"))  # burn-in 0
+    store = compact.init_state().algo.store
+    assert estimate(compact).carries == _nbytes(store.sparse) > 0 and not store.extras
+    assert 9 * _nbytes(store.sparse) < footprint.carries / 2  # one per 10 steps, 2 seeds
 
 
 def test_error_names_the_keys_to_change():

@@ -365,6 +365,7 @@ class TapeBatching:
         return sample_tape_batch(store, key, batch_size)
 
     priority_period: ClassVar[int] = EPISODE_UNITS  # prioritised replay draws episodes
+    carry_period: ClassVar[None] = None  # no stored carries
 
     def sample_prioritised(self, store: TapeStore, key: jax.Array, batch_size: int
                            ) -> tuple[Transition, None, Draws]:
@@ -478,6 +479,14 @@ class SegmentBatching:
         return sample_segment_batch(store, key, self.num_segments(batch_size),
                                     self.segment_length, self.burn_in, self.stores_carry,
                                     self.period)
+
+    @property
+    def carry_period(self) -> int | None:
+        """Stored carries are only read at episode offsets that are multiples of this
+        (the start period, when the burn-in is a multiple of it): the store keeps them
+        there only (`rlmem.data.sparse_extras`). None: kept at every step."""
+        period = self.priority_period
+        return period if self.stores_carry and self.burn_in % period == 0 else None
 
     @property
     def priority_period(self) -> int:

@@ -91,7 +91,8 @@ class DQNState:
       params: online network parameters.
       target_params: Polyak-averaged target parameters.
       opt_state: optimiser state (the learning rate lives in it, see rlmem.agents.optim).
-      store: the replay `TapeStore` (extras `{"carry"}` with stored initial states).
+      store: the replay `TapeStore` (with stored initial states, `{"carry"}` as per-step
+        extras, or as sparse extras where the batching allows, `carry_period`).
       epochs: `[]` int32, completed episodes stored so far (the schedule counter).
       updates: `[]` int32, gradient updates done.
     """
@@ -269,9 +270,11 @@ class DQN(RecurrentAgent):
             start=jnp.zeros((), bool),
             mask=jnp.zeros((), bool),
         )
-        extras = {"carry": self.network.initialize_carry()} if self.stores_carry else None
+        carry = {"carry": self.network.initialize_carry()} if self.stores_carry else None
         period = None if self.priority == "none" else self.batching.priority_period
-        store = init_store(self.buffer_capacity, self.num_envs, example, extras, period)
+        sparse = self.batching.carry_period  # carries kept only where rows start
+        store = init_store(self.buffer_capacity, self.num_envs, example,
+                           None if sparse else carry, period, sparse and carry, sparse)
         zero = jnp.zeros((), jnp.int32)
         return DQNState(
             params=params,
@@ -339,11 +342,13 @@ class DQN(RecurrentAgent):
                 f"got a rollout of {tr.start.shape[0]} envs (shape {tr.start.shape}); "
                 "pass num_envs = the loop's num_envs"
             )
-        extras = {"carry": rollout.extras["carry"]} if self.stores_carry else None
+        carry = {"carry": rollout.extras["carry"]} if self.stores_carry else None
+        sparse = self.batching.carry_period is not None
         # Only real steps count and are stored: each stream's are a prefix (rlmem.loop).
         ended = jnp.sum((tr.terminated | tr.truncated) & tr.mask, dtype=jnp.int32)
         length = jnp.sum(tr.mask, axis=1, dtype=jnp.int32)
-        store = add(state.store, tr, extras, length)
+        store = add(state.store, tr, None if sparse else carry, length,
+                    carry if sparse else None)
         return state.replace(store=store, epochs=state.epochs + ended)
 
     def update_phase(

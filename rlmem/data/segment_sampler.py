@@ -28,6 +28,7 @@ from flax import struct
 
 from rlmem.checks import positive_int
 from rlmem.data.episodes import draw_transitions, episode_span, gather, mark_cuts
+from rlmem.data.sparse_extras import gather_sparse
 from rlmem.data.tape import TapeStore
 from rlmem.types import Transition
 
@@ -40,7 +41,8 @@ class SegmentBatch:
       transition: `Transition`, leaves `[N, W, ...]`; `transition.mask` is valid data.
       learn_mask: `[N, W]` bool, valid and not burn-in.
       extras: stored extras, leaves `[N, W, ...]`, zero where padded.
-      initial_extras: stored extras at each row's first valid step, leaves `[N, ...]`.
+      initial_extras: stored extras at each row's first valid step, leaves `[N, ...]`
+        (with the store's sparse extras, zeros where that step is an episode's first).
     """
 
     transition: Transition
@@ -145,6 +147,9 @@ def segment_rows(
 
     first_time = jnp.maximum(seg_start - burn_in, ep_start)
     _, initial_extras = gather(store, stream, first_time, ok)
+    if store.sparse is not None:  # zeros at an episode's first step: the state resets there
+        initial_extras = {**initial_extras, **gather_sparse(
+            store.sparse, stream, first_time, ok & (first_time > ep_start))}
     return SegmentBatch(
         transition=tr,
         learn_mask=valid & (col >= burn_in)[None, :],

@@ -27,6 +27,7 @@ from flax import struct
 
 from rlmem.checks import positive_int
 from rlmem.data import priority as pr
+from rlmem.data import sparse_extras as sp
 from rlmem.types import Transition
 
 PyTree = Any
@@ -48,6 +49,8 @@ class TapeStore:
       steps: `[E]` int32, transitions written to each stream so far (its clock).
       priorities: the replay units' priorities (`rlmem.data.priority`), kept by `add`;
         None for uniform replay.
+      sparse: extras kept only at the steps sequences start from
+        (`rlmem.data.sparse_extras`: compact stored carries), or None.
     """
 
     data: Transition
@@ -58,6 +61,7 @@ class TapeStore:
     ep_hi: jax.Array
     steps: jax.Array
     priorities: pr.Priorities | None = None
+    sparse: sp.SparseExtras | None = None
 
     @property
     def num_envs(self) -> int:
@@ -86,6 +90,8 @@ def init_store(
     example: Transition,
     extras_example: dict[str, Any] | None = None,
     priority_period: int | None = None,
+    sparse_example: dict[str, Any] | None = None,
+    sparse_period: int | None = None,
 ) -> TapeStore:
     """An empty store for `capacity` transitions split evenly across `num_envs` streams.
 
@@ -99,6 +105,8 @@ def init_store(
         (e.g. the recurrent carry before `obs[t]`), leaves without leading dims.
       priority_period: keep replay priorities (`rlmem.data.priority`) for units that are
         episodes (`0`) or sequences starting every `priority_period` steps; None: none.
+      sparse_example, sparse_period: extras kept only at episode offsets `P, 2P, ...`
+        (`P = sparse_period`; `rlmem.data.sparse_extras`), leaves without leading dims.
 
     Returns:
       An empty `TapeStore`.
@@ -130,6 +138,8 @@ def init_store(
         steps=jnp.zeros((num_envs,), jnp.int32),
         priorities=None if priority_period is None else pr.init_priorities(
             num_envs, c, priority_period),
+        sparse=None if sparse_example is None else sp.init_sparse(
+            sparse_example, num_envs, c, sparse_period),
     )
 
 
@@ -163,6 +173,7 @@ def add(
     chunk: Transition,
     extras: dict[str, jax.Array] | None = None,
     length: jax.Array | None = None,
+    sparse: dict[str, jax.Array] | None = None,
 ) -> TapeStore:
     """Append a chunk to every stream, overwriting the oldest slots.
 
@@ -173,6 +184,8 @@ def add(
       extras: dict with the same keys as `extras_example`, leaves `[num_envs, T, ...]`.
       length: `[num_envs]` int, real steps at the front of each stream's chunk (`0..T`);
         the rest is padding and is not written. None = all `T` steps.
+      sparse: the sparse extras' values at every step (keys of `sparse_example`, leaves
+        `[num_envs, T, ...]`); only the steps sequences start from are kept.
 
     Returns:
       The updated store. Cost O(num_envs * T), independent of capacity (with priorities,
@@ -227,6 +240,12 @@ def add(
         ep_hi=ep_hi,
         steps=store.steps + length,
     )
+    if store.sparse is not None:
+        if set(sparse or {}) != set(store.sparse.data):
+            raise ValueError(f"sparse keys must be {sorted(store.sparse.data)} (as in "
+                             f"init_store), got {sorted(sparse or {})}")
+        new = new.replace(sparse=sp.note_writes(store.sparse, sparse, times,
+                                                ep_start[rows, ep_id % c], real))
     if store.priorities is None:
         return new
     pri, fresh = store.priorities, valid_from(new)

@@ -73,7 +73,7 @@ def test_act_is_uniform_in_random_phase_then_mostly_greedy():
 
 def test_stored_state_act_returns_the_carry_before_obs():
     algo = DQN(make_memory("gru", output_size=8), F, A,
-               batching=SegmentBatching(4, initial_state="stored"), batch_size=8,
+               batching=SegmentBatching(4, burn_in=1, initial_state="stored"), batch_size=8,
                network=NetworkSettings(hidden_size=8), buffer_capacity=32)
     state = jax.jit(algo.init)(jax.random.key(0))
     carry = jax.random.normal(jax.random.key(1), (E, 8))
