@@ -48,7 +48,7 @@ def test_segment_presets(length):
     exp_cfg = _compose(f"batching=segment_l{length}", "+experiment=paper/repeat_first")
     batching = dict(exp_cfg.batching)
     assert batching == {"mode": "segment", "segment_length": length, "burn_in": 0,
-                        "initial_state": "zeros"}
+                        "initial_state": "zeros", "period": None}
 
 
 def _lowered_chunk(*overrides: str) -> str:

@@ -24,7 +24,7 @@ def test_jit_once_and_vmap_over_seeds():
     def both_samplers(s, k):  # as sample_both's first and sample_all's second output
         return sample_tape(s, k, BATCH, "episode"), sample_segments(s, k, NUM_SEGMENTS, 3, 2)
 
-    assert SETTINGS[1] == (3, 2)
+    assert SETTINGS[1] == (3, 2, None)
     batched = jax.jit(jax.vmap(both_samplers))(stores, keys)
     for i, (s, k) in enumerate([(store, keys[0]), (store2, keys[1])]):
         one = (sample_both(s, k)[0], sample_all(s, k)[1])
