@@ -61,8 +61,12 @@ def filled(algo: DQN, seed: int = 0):
     return state
 
 
-@pytest.mark.parametrize("batching", [TapeBatching(), SegmentBatching(6, burn_in=2, period=3)],
-                         ids=["tape", "segment"])
+# The segment arm is marked slow: its mapping (one row per draw) is also exercised end to
+# end by tests/test_resume.py's prioritised run; the tape's episode runs are the subtle one.
+@pytest.mark.parametrize("batching", [
+    TapeBatching(),
+    pytest.param(SegmentBatching(6, burn_in=2, period=3), marks=pytest.mark.slow),
+], ids=["tape", "segment"])
 def test_update_writes_r2d2_priorities_of_the_drawn_units(batching):
     algo = DQN(make_memory("ffm", trace_size=4, context_size=2, output_size=8), 2, 3,
                batching=batching, num_envs=E, buffer_capacity=4 * E * T, batch_size=36,
