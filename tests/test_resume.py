@@ -109,7 +109,9 @@ def test_killed_and_resumed_run_is_bit_identical(kind, request, tmp_path):
     assert checkpoint_steps(run_dir) == [STEPS_PER_CHUNK]  # the stalled one never committed
     assert _tmp_dirs(run_dir), "the kill should leave a half-written checkpoint behind"
     logged = max(row["step"] for row in read_metrics(run_dir))
-    assert logged == 2 * STEPS_PER_CHUNK  # logged before the save: the resume must skip it
+    # Logged past the last committed checkpoint (the resume must skip those rows); on a
+    # loaded machine the run may log one more chunk before the kill lands.
+    assert logged >= 2 * STEPS_PER_CHUNK
 
     # 3. The same command again, undisturbed, to the end.
     stdout = run_ok(cmd)
