@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlmem.data.arrays import masked_take
 from rlmem.data.tape import TapeStore, num_episodes, num_transitions, valid_from
 from rlmem.types import Transition
 
@@ -76,9 +77,7 @@ def gather(store: TapeStore, stream: jax.Array, time: jax.Array, valid: jax.Arra
     slot = time % store.stream_capacity
 
     def take(buf: jax.Array) -> jax.Array:
-        x = buf[stream, slot]
-        keep = valid.reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
-        return jnp.where(keep, x, jnp.zeros((), x.dtype))
+        return masked_take(buf, stream, slot, valid)
 
     data = jax.tree.map(take, store.data)
     extras = jax.tree.map(take, store.extras)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlmem.data.arrays import masked_take
+
 PyTree = Any
 
 
@@ -36,6 +38,11 @@ class SparseExtras:
 
     data: dict[str, jax.Array]
     period: int = struct.field(pytree_node=False, default=1)
+
+    @property
+    def ring(self) -> int:
+        """`B`, buckets per stream."""
+        return jax.tree.leaves(self.data)[0].shape[1] if self.data else 1
 
 
 def num_buckets(stream_capacity: int, period: int) -> int:
@@ -65,7 +72,7 @@ def note_writes(sparse: SparseExtras, values: dict[str, jax.Array], time: jax.Ar
                 episode_start: jax.Array, written: jax.Array) -> SparseExtras:
     """Keep the values of written steps that need them. values: leaves `[E, T, ...]`;
     time, episode_start (of each step's episode), written: `[E, T]`."""
-    ring = jax.tree.leaves(sparse.data)[0].shape[1] if sparse.data else 1
+    ring = sparse.ring
     keep = written & needs_extras(time, episode_start, sparse.period)
     bucket = jnp.where(keep, (time // sparse.period) % ring, ring)  # ring: dropped
     rows = jnp.arange(time.shape[0])[:, None]
@@ -80,12 +87,5 @@ def gather_sparse(sparse: SparseExtras, stream: jax.Array, time: jax.Array,
                   valid: jax.Array) -> dict[str, jax.Array]:
     """The extras kept for steps `(stream, time)` (`[N]`); zeros where `valid` is False.
     Only meaningful for steps that need them (`needs_extras`) and are still stored."""
-    ring = jax.tree.leaves(sparse.data)[0].shape[1] if sparse.data else 1
-    bucket = (time // sparse.period) % ring
-
-    def take(buf: jax.Array) -> jax.Array:
-        x = buf[stream, bucket]
-        keep = valid.reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
-        return jnp.where(keep, x, jnp.zeros((), x.dtype))
-
-    return jax.tree.map(take, sparse.data)
+    bucket = (time // sparse.period) % sparse.ring
+    return jax.tree.map(lambda buf: masked_take(buf, stream, bucket, valid), sparse.data)

@@ -143,7 +143,8 @@ def init_store(
     )
 
 
-def _check_chunk(store: TapeStore, chunk: Transition, extras: dict | None) -> int:
+def _check_chunk(store: TapeStore, chunk: Transition, extras: dict | None,
+                 sparse: dict | None = None) -> int:
     e, c = store.num_envs, store.stream_capacity
     shape = tuple(chunk.start.shape)
     if len(shape) != 2 or shape[0] != e:
@@ -165,6 +166,10 @@ def _check_chunk(store: TapeStore, chunk: Transition, extras: dict | None) -> in
         raise ValueError(
             f"extras keys must be {sorted(want)} (as in init_store), got {sorted(got)}"
         )
+    want = set(store.sparse.data) if store.sparse is not None else set()
+    if set(sparse or {}) != want:
+        raise ValueError(f"sparse keys must be {sorted(want)} (as in init_store), got "
+                         f"{sorted(sparse or {})}")
     return t
 
 
@@ -191,7 +196,7 @@ def add(
       The updated store. Cost O(num_envs * T), independent of capacity (with priorities,
       O(num_envs * T * log capacity) amortised, `rlmem.data.priority`).
     """
-    t_len = _check_chunk(store, chunk, extras)
+    t_len = _check_chunk(store, chunk, extras, sparse)
     e, c = store.num_envs, store.stream_capacity
     col = jnp.arange(t_len, dtype=jnp.int32)
     if length is None:
@@ -240,25 +245,22 @@ def add(
         ep_hi=ep_hi,
         steps=store.steps + length,
     )
+    episode_start = ep_start[rows, ep_id % c]  # [E, T]: of each written step's episode
     if store.sparse is not None:
-        if set(sparse or {}) != set(store.sparse.data):
-            raise ValueError(f"sparse keys must be {sorted(store.sparse.data)} (as in "
-                             f"init_store), got {sorted(sparse or {})}")
-        new = new.replace(sparse=sp.note_writes(store.sparse, sparse, times,
-                                                ep_start[rows, ep_id % c], real))
+        new = new.replace(sparse=sp.note_writes(store.sparse, sparse, times, episode_start,
+                                                real))
     if store.priorities is None:
         return new
     pri, fresh = store.priorities, valid_from(new)
     if pri.period != pr.EPISODE_UNITS:
         # Sequence starts left in the surviving, older part of an evicted episode (its own
-        # first slot was just overwritten). Cleared before the writes, on the incoming
-        # tree: a loop over a freshly written tree made XLA copy all of it.
+        # first slot was just overwritten): times before this add, so the clearing and the
+        # writes below touch disjoint slots.
         pri = pr.clear_times(pri, jnp.maximum(valid_from(store), new.steps - c),
                              jnp.minimum(fresh, store.steps), c)
     # A written step of an episode that already lost its start opens no unit.
     pri = pr.note_writes(pri, jnp.broadcast_to(rows, slots.shape), slots, times,
-                         ep_start[rows, ep_id % c], start, real, c,
-                         times >= fresh[:, None])
+                         episode_start, start, real, c, times >= fresh[:, None])
     return new.replace(priorities=pri)
 
 
