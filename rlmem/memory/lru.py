@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from rlmem.memory.complex_dense import real_part_of_product, real_times_complex
 from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_sizes
 from rlmem.memory.stack import ResidualStack
 
@@ -93,14 +94,14 @@ class LRULayer(AffineMemoroid):
     def lift(self, u: jax.Array) -> State:
         """u: [T, d_model] -> (a [T, d_hidden], b [T, d_hidden]) complex."""
         B = jax.lax.complex(self.B[..., 0], self.B[..., 1])
-        b = (u.astype(jnp.complex64) @ B.T) * jnp.exp(self.gamma_log)
+        b = real_times_complex(u, B) * jnp.exp(self.gamma_log)
         a = jnp.broadcast_to(self.eigenvalues(), b.shape)
         return a, b
 
     def readout(self, h: State, u: jax.Array) -> jax.Array:
         """h: (a, b) [T, d_hidden], u: [T, d_model] -> y [T, d_model] = Re(C b) + D u."""
         C = jax.lax.complex(self.C[..., 0], self.C[..., 1])
-        return (h[1] @ C.T).real + self.D * u
+        return real_part_of_product(h[1], C) + self.D * u
 
 
 class LRU(ResidualStack):

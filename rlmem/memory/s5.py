@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from rlmem.memory.complex_dense import real_part_of_product, real_times_complex
 from rlmem.memory.memoroid import AffineMemoroid, State, affine_identity, check_sizes
 from rlmem.memory.stack import ResidualStack
 
@@ -116,13 +117,13 @@ class S5Layer(AffineMemoroid):
     def lift(self, u: jax.Array) -> State:
         """u: [T, d_model] -> (a, b) [T, d_state/2] complex."""
         lam_bar, b_bar = self.discretize()
-        b = u.astype(jnp.complex64) @ b_bar.T
+        b = real_times_complex(u, b_bar)
         return jnp.broadcast_to(lam_bar, b.shape), b
 
     def readout(self, h: State, u: jax.Array) -> jax.Array:
         """h: (a, x) [T, d_state/2], u: [T, d_model] -> y [T, d_model]."""
         c = jax.lax.complex(self.C[..., 0], self.C[..., 1])
-        return 2 * (h[1] @ c.T).real + self.D * u
+        return 2 * real_part_of_product(h[1], c) + self.D * u
 
 
 class S5(ResidualStack):
