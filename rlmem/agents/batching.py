@@ -42,14 +42,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlmem.agents.networks import RecurrentNetwork, keeps_states
-from rlmem.checks import positive_int
 from rlmem.data.prioritised_sampler import (
     Draws,
     sample_segments_prioritised,
     sample_tape_prioritised,
 )
 from rlmem.data.priority import EPISODE_UNITS
-from rlmem.data.segment_sampler import SegmentBatch, sample_segments
+from rlmem.data.segment_sampler import SegmentBatch, check_segment_args, sample_segments
 from rlmem.data.tape import TapeStore
 from rlmem.data.tape_sampler import sample_tape
 from rlmem.types import Transition
@@ -429,17 +428,7 @@ class SegmentBatching:
     next_states: ClassVar[tuple[str, ...]] = NEXT_STATES
 
     def __post_init__(self):
-        positive_int("segment_length", self.segment_length)
-        if not isinstance(self.burn_in, int) or isinstance(self.burn_in, bool) or (
-                self.burn_in < 0):
-            raise ValueError(f"burn_in must be an int >= 0, got {self.burn_in!r}")
-        if self.period is not None and (
-                not isinstance(self.period, int) or isinstance(self.period, bool)
-                or not 1 <= self.period <= self.segment_length):
-            raise ValueError(
-                f"batching.period={self.period!r} is not allowed; allowed: null (aligned "
-                f"segments) or an int in [1, batching.segment_length={self.segment_length}]"
-            )
+        check_segment_args(self.segment_length, self.burn_in, self.period, "batching.")
         if self.initial_state not in INITIAL_STATES:
             raise ValueError(
                 f"initial_state must be one of {INITIAL_STATES}, got {self.initial_state!r}"

@@ -56,18 +56,24 @@ class SegmentBatch:
         return self.transition.mask
 
 
-def check_segment_args(segment_length: int, burn_in: int, period: int | None) -> int:
-    """Validate the static arguments; returns the start period (`segment_length` if None)."""
-    positive_int("segment_length", segment_length)
-    if not isinstance(burn_in, int) or burn_in < 0:
-        raise ValueError(f"burn_in must be an int >= 0, got {burn_in!r}")
+def check_segment_args(
+    segment_length: int, burn_in: int, period: int | None, prefix: str = ""
+) -> int:
+    """Validate the static arguments; returns the start period (`segment_length` if None).
+
+    `prefix` names the arguments in errors as their config keys (`"batching."`).
+    """
+    positive_int(f"{prefix}segment_length", segment_length)
+    if not isinstance(burn_in, int) or isinstance(burn_in, bool) or burn_in < 0:
+        raise ValueError(f"{prefix}burn_in must be an int >= 0, got {burn_in!r}")
     if period is None:
         return segment_length
     if (not isinstance(period, int) or isinstance(period, bool)
             or not 1 <= period <= segment_length):
+        # A period longer than L would leave steps that no sequence covers.
         raise ValueError(
-            f"period must be an int in [1, segment_length={segment_length}] (a longer "
-            f"period would leave steps no sequence covers), got {period!r}"
+            f"{prefix}period={period!r} is not allowed; allowed: null (aligned segments) "
+            f"or an int in [1, {prefix}segment_length={segment_length}]"
         )
     return period
 
