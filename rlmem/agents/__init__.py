@@ -5,10 +5,10 @@ model over replayed or collected data through `rlmem.agents.batching` (tape or s
 """
 
 from rlmem.agents.base import Algorithm, Rollout
-from rlmem.agents.batching import Unrolled, unroll_segments, unroll_tape
 from rlmem.agents.dqn import DQN, DQNState, td_loss
 from rlmem.agents.networks import RecurrentNetwork, actor_critic, q_network
 from rlmem.agents.ppo import PPO, PPOState, ppo_loss
+from rlmem.agents.unroll import Unrolled, unroll_segments, unroll_tape
 
 __all__ = [
     "DQN",

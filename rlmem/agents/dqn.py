@@ -40,7 +40,7 @@ its batching, loss and next-state parts:
   its gradient is close to a sign per transition.
 * `next_state="segment_restart"` (segments only): next-state values from a second pass
   over each segment's `next_obs` from the segment's initial state (see
-  `rlmem.agents.batching.NEXT_STATES`).
+  `rlmem.agents.unroll.NEXT_STATES`).
 
 **Prioritised replay** (`priority="td"`, Schaul et al. 2016 with R2D2's sequence priority):
 the store keeps a priority per replay unit, a whole episode for tapes (prioritised TBB) or
@@ -65,6 +65,7 @@ from flax import linen as nn
 from flax import struct
 
 from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import TAPE, Batching, SegmentBatching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
@@ -134,7 +135,7 @@ class DQN(RecurrentAgent):
       eps_start, eps_end: epsilon schedule ends.
       huber_delta: Huber threshold.
       td_loss: how a batch's TD errors become the loss (`TD_LOSSES`; module doc).
-      next_state: where next-state values come from (`rlmem.agents.batching.NEXT_STATES`;
+      next_state: where next-state values come from (`rlmem.agents.unroll.NEXT_STATES`;
         "segment_restart" needs segment batching).
       value_rescaling: learn `h(Q)` with R2D2's invertible rescaling (`td_loss`).
       n_step: n-step TD targets inside each sampled tape or segment (`td_loss`).
@@ -394,8 +395,8 @@ class DQN(RecurrentAgent):
         """
         return self.batching.sample(store, key, self.batch_size)
 
-    def unroll(self, params: PyTree, batch: Transition, carry: PyTree) -> bt.Unrolled:
-        """Q and next-state Q over a sampled batch, flattened (rlmem.agents.batching)."""
+    def unroll(self, params: PyTree, batch: Transition, carry: PyTree) -> ur.Unrolled:
+        """Q and next-state Q over a sampled batch, flattened (rlmem.agents.unroll)."""
         return self.batching.unroll(self.network, params, batch, carry,
                                     next_state=self.next_state)
 

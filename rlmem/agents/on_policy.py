@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import SegmentBatching
 from rlmem.checks import check_positive_ints
@@ -92,9 +93,9 @@ class OnPolicyAgent(RecurrentAgent):
         state, metrics = jax.lax.scan(epoch, state, keys)
         return state, jax.tree.map(jnp.mean, metrics)
 
-    def stream_outputs(self, params: PyTree, rollout: Rollout) -> bt.Unrolled:
+    def stream_outputs(self, params: PyTree, rollout: Rollout) -> ur.Unrolled:
         """The network over each env stream `[E, T]` from its carry at `t = 0`, with the
         next-observation outputs (`out_next`) after each step's whole episode prefix;
         flattened to `[E * T]` rows."""
         carry0 = jax.tree.map(lambda c: c[:, 0], rollout.extras["carry"])
-        return bt.unroll_segments(self.network, params, rollout.transition, carry0)
+        return ur.unroll_segments(self.network, params, rollout.transition, carry0)

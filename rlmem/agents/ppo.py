@@ -13,7 +13,7 @@ One `learn` call consumes the loop's rollout `[num_envs, T]`:
    `L` steps, starting from the zero state or from the carry stored at the piece's first
    step (`initial_state`).
 3. **Behaviour replay.** The pre-update parameters run over every unit exactly as the
-   loss will (`rlmem.agents.batching.unroll_segments`, same initial carry), and *those*
+   loss will (`rlmem.agents.unroll.unroll_segments`, same initial carry), and *those*
    log-probs and values are the behaviour `old_log_prob` / `old_value` of the ratio and
    the value clip.
 4. **Epochs x minibatches.** Every epoch shuffles the *units* and splits them into
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import struct
 
-from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import TAPE, Batching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, actor_critic, step_network
@@ -129,25 +129,25 @@ def ppo_loss(
     log_probs = jax.nn.log_softmax(logits)
     log_prob = action_log_prob(logits, action)
     if normalize_advantage:
-        mean = bt.masked_mean(advantage, mask)
-        std = jnp.sqrt(bt.masked_mean((advantage - mean) ** 2, mask))
+        mean = ur.masked_mean(advantage, mask)
+        std = jnp.sqrt(ur.masked_mean((advantage - mean) ** 2, mask))
         advantage = (advantage - mean) / (std + 1e-8)
     ratio = jnp.exp(log_prob - old_log_prob)
     surrogate = jnp.minimum(
         ratio * advantage, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantage
     )
-    policy_loss = -bt.masked_mean(surrogate, mask)
+    policy_loss = -ur.masked_mean(surrogate, mask)
     clipped_value = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
     value_err = jnp.maximum((value - target) ** 2, (clipped_value - target) ** 2)
-    value_loss = 0.5 * bt.masked_mean(value_err, mask)
-    entropy = bt.masked_mean(-jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1), mask)
+    value_loss = 0.5 * ur.masked_mean(value_err, mask)
+    entropy = ur.masked_mean(-jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1), mask)
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
     metrics = {
         "policy_loss": policy_loss,
         "value_loss": value_loss,
         "entropy": entropy,
-        "approx_kl": bt.masked_mean((ratio - 1.0) - jnp.log(ratio), mask),
-        "clip_frac": bt.masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask),
+        "approx_kl": ur.masked_mean((ratio - 1.0) - jnp.log(ratio), mask),
+        "clip_frac": ur.masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask),
     }
     return loss, metrics
 
@@ -291,7 +291,7 @@ class PPO(OnPolicyAgent):
         float rounding) and inactive clips, whatever the batching mode.
         """
         params = jax.lax.stop_gradient(params)  # the behaviour policy is a constant
-        run = bt.unroll_segments(self.network, params, transition, carry, with_next=False)
+        run = ur.unroll_segments(self.network, params, transition, carry, with_next=False)
         logits, value = run.out
         shape = transition.reward.shape
         log_prob = action_log_prob(logits, run.transition.action)
@@ -301,7 +301,7 @@ class PPO(OnPolicyAgent):
         self, params: PyTree, units: Units, carry: PyTree
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """PPO loss of a minibatch of units `[k, S]` from carries `[k, ...]` (or None)."""
-        run = bt.unroll_segments(self.network, params, units.transition, carry, with_next=False)
+        run = ur.unroll_segments(self.network, params, units.transition, carry, with_next=False)
         logits, value = run.out
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), units)
         return ppo_loss(

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import struct
 
-from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.base import RecurrentAgent, Rollout
 from rlmem.agents.batching import TAPE, Batching
 from rlmem.agents.networks import DEFAULT_NETWORK, NetworkSettings, q_network, step_network
@@ -66,9 +66,9 @@ def q_loss(q: jax.Array, action: jax.Array, target: jax.Array, mask: jax.Array
     """`0.5 (Q(s, a) - target)^2` over flat transitions. q: [M, A]; the rest [M]."""
     chosen = jnp.take_along_axis(q, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     error = chosen - jax.lax.stop_gradient(target)
-    metrics = {"q_mean": bt.masked_mean(chosen, mask),
-               "td_abs": bt.masked_mean(jnp.abs(error), mask)}
-    return bt.masked_mean(0.5 * error**2, mask), metrics
+    metrics = {"q_mean": ur.masked_mean(chosen, mask),
+               "td_abs": ur.masked_mean(jnp.abs(error), mask)}
+    return ur.masked_mean(0.5 * error**2, mask), metrics
 
 
 class PQN(OnPolicyAgent):
@@ -180,7 +180,7 @@ class PQN(OnPolicyAgent):
         """The Q(λ) regression loss of a minibatch of units `[k, S]` from carries `[k, ...]`
         (or None)."""
         transition, target = data
-        run = bt.unroll_segments(self.network, params, transition, carry, with_next=False)
+        run = ur.unroll_segments(self.network, params, transition, carry, with_next=False)
         return q_loss(run.out, run.transition.action, target.reshape(-1),
                       run.transition.mask)
 

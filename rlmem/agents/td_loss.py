@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.rescaling import rescale, unscale
 from rlmem.memory.returns import n_step_targets
 from rlmem.types import Transition
@@ -79,8 +79,8 @@ def td_loss(
     chosen = jnp.take_along_axis(q, transition.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     mask = transition.mask
     td_steps = jnp.abs(target - chosen)
-    td_abs = bt.masked_mean(td_steps, mask)
-    metrics = {"q_mean": bt.masked_mean(chosen, mask), "td_abs": td_abs}
+    td_abs = ur.masked_mean(td_steps, mask)
+    metrics = {"q_mean": ur.masked_mean(chosen, mask), "td_abs": td_abs}
     if weights is not None:
         if reduction != "per_transition":
             raise ValueError(f"weights need reduction='per_transition', got {reduction!r}")
@@ -89,7 +89,7 @@ def td_loss(
         per_step = optax.huber_loss(chosen, target, delta=huber_delta)
         if weights is not None:
             per_step = per_step * weights
-        return bt.masked_mean(per_step, mask), metrics
+        return ur.masked_mean(per_step, mask), metrics
     if reduction == "mean_abs":
         return optax.huber_loss(td_abs, delta=huber_delta), metrics
     raise ValueError(f"reduction must be one of {TD_LOSSES}, got {reduction!r}")

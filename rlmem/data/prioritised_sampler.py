@@ -31,7 +31,7 @@ class Draws:
       prob: `[K]` float32, each draw's sampling probability `leaf / total`.
       used: `[K]` bool, the draw is real and contributed at least one transition.
       unit: int32, the draw behind each transition of the batch as an unroll flattens it
-        (`rlmem.agents.batching.Unrolled`): `[B]` for a tape, `[N * L]` for segments
+        (`rlmem.agents.unroll.Unrolled`): `[B]` for a tape, `[N * L]` for segments
         (burn-in columns dropped, row-major).
     """
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlmem.agents import batching as bt
+from rlmem.agents import unroll as ur
 from rlmem.agents.dqn import DQN, td_loss
 from rlmem.agents.networks import NetworkSettings
 from rlmem.data.tape_sampler import sample_tape
@@ -56,8 +56,8 @@ def test_same_outputs_on_wanted_rows(setup, chunk, p_end, scramble):
     algo, params, _, sample = setup
     batch = tape(sample, 3, p_end, scramble)
     wanted = jnp.asarray(np.random.default_rng(5).random(B) < 0.7)
-    full = jax.jit(lambda p, b: bt.unroll_tape(algo.network, p, b))(params, batch)
-    fast = jax.jit(lambda p, b, w: bt.unroll_tape_shifted(
+    full = jax.jit(lambda p, b: ur.unroll_tape(algo.network, p, b))(params, batch)
+    fast = jax.jit(lambda p, b, w: ur.unroll_tape_shifted(
         algo.network, p, b, wanted=w, chunk=chunk))(params, batch, wanted)
     np.testing.assert_allclose(fast.out, full.out, rtol=1e-6, atol=1e-7)
     w = np.asarray(wanted)
@@ -89,4 +89,4 @@ def test_needs_a_memoroid():
     algo = DQN(make_memory("gru", output_size=8), F, A, network=NetworkSettings(hidden_size=8))
     batch = jax.tree.map(lambda x: x[0], ref.random_streams(np.random.default_rng(0), 1, 6, F, A))
     with pytest.raises(ValueError, match="memoroid"):
-        bt.unroll_tape_shifted(algo.network, None, batch)
+        ur.unroll_tape_shifted(algo.network, None, batch)
