@@ -257,8 +257,7 @@ def load_panels(runs: list[Path], label: str, metric: str, rows: str = "",
     grouped: dict[tuple[str, str, str], list[dict[int, float]]] = defaultdict(list)
     for config, series in found:
         name = auto_name(config, label) if auto else run_label(config, label)
-        where = tuple(run_label(config, keys, "-") if keys else "" for keys in (rows, cols))
-        grouped[(*where, name)].append(series)
+        grouped[(*panel_of(config, rows, cols), name)].append(series)
     panels: Panels = defaultdict(dict)
     for (row, col, name), series in grouped.items():
         # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
@@ -268,6 +267,35 @@ def load_panels(runs: list[Path], label: str, metric: str, rows: str = "",
         panels[(row, col)][name] = (np.array(steps),
                                     [np.array([s[t] for t in steps]) for s in series])
     return dict(panels)
+
+
+def panel_of(config: dict[str, Any], rows: str = "", cols: str = "") -> tuple[str, str]:
+    """The `(row, column)` panel a run falls in: its values of the `rows` / `cols` keys
+    (`"-"` for a key its config lacks, `""` when there is no such facet)."""
+    return tuple(run_label(config, keys, "-") if keys else "" for keys in (rows, cols))
+
+
+def panel_values(runs: list[Path], key: str, rows: str = "",
+                 cols: str = "") -> dict[tuple[str, str], float]:
+    """`key`'s value (a number) in each panel's runs, e.g. ``algo.random_epochs`` where
+    each task's random phase ends. Every run of a panel must agree: a panel whose runs
+    differ, or lack the key, is an error naming the panel and what was found."""
+    found: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for run in runs:
+        config = run_config(run)
+        found[panel_of(config, rows, cols)].add(run_label(config, key, "-"))
+    out = {}
+    for where, values in found.items():
+        panel = " / ".join(v for v in where if v) or "the figure"
+        if len(values) != 1 or "-" in values:
+            raise ValueError(f"{key!r} must have one value in each panel; {panel} has "
+                             f"{sorted(values)} ('-': a run whose config lacks the key)")
+        (value,) = values
+        try:
+            out[where] = float(value)
+        except ValueError:
+            raise ValueError(f"{key!r} is {value!r} in {panel}, not a number") from None
+    return out
 
 
 # -- table cells shared by the scripts ---------------------------------------------------

@@ -10,7 +10,8 @@ Each argument is a run directory (holding ``metrics.jsonl`` and ``.hydra/config.
 a directory with runs below it, at any depth (a Hydra multirun sweep dir). A vectorised
 sweep's directory (``sweep.vmap``) is split into its members, each with its own config.
 ``--rows``/``--cols`` (config keys) split the runs into a grid of panels, one per value,
-with shared axes and one legend. Within a panel, runs are grouped into lines by
+with shared axes (``--sharex col``: each column its own x range, for tasks of different
+lengths) and one legend. Within a panel, runs are grouped into lines by
 ``--label``: by default (``auto``) every config key that varies between them and no facet
 names (seeds and output settings aside), else dotted config keys, comma-separated
 (``memory.name``, ``algo.optim.learning_rate,algo.gamma``), or ``batching`` (``tape`` or
@@ -22,13 +23,16 @@ Writes the figure (``--out``: ``.png``, ``.pdf`` or ``.svg``; ``--size 3.5x2.6``
 paper column) and prints a markdown table per group (mean over seeds and the 95% bootstrap
 CI of that mean): the final value, the best over steps, the mean over steps after
 ``--vline`` (a normalised area under the curve) and, with ``--threshold``, the first step
-at which seeds reach that value.
+at which seeds reach that value. ``--vline`` is a number or a config key read per panel
+(``--vline algo.random_epochs``: where each task's random phase ends, for the paper's
+presets, whose x axis counts episodes and whose epochs are episodes).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from rlmem.results import (
     load_panels,
     mean_ci_cell,
     order_key,
+    panel_values,
     run_config,
     step_unit,
 )
@@ -71,10 +76,15 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
                        unit, size)
 
 
+Vline = float | Mapping[tuple[str, str], float] | None  # one x, or one per (row, col) panel
+SHAREX = {"all": True, "row": "row", "col": "col", "none": False}  # --sharex -> matplotlib
+
+
 def plot_panels(panels: Panels, metric: str, out: Path, title: str,
-                threshold: float | None = None, vline: float | None = None,
+                threshold: float | None = None, vline: Vline = None,
                 seed: int = 0, unit: str = "env steps", size: tuple[float, float] = (7, 4.2),
-                rows: str = "", cols: str = "") -> str:
+                rows: str = "", cols: str = "", sharex: str = "all",
+                vline_name: str = "the line") -> str:
     """Write the figure (a grid of panels, `size` each when there are several) to `out`;
     return the markdown table (a row per panel and line).
 
@@ -82,8 +92,10 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
     summary) averages each seed's curve over the logged steps after `vline` (all if None).
     `threshold` adds a column: the first logged step at which a seed's value is
     >= threshold (mean over the seeds that reach it, and how many do). `vline` marks an
-    x position (e.g. the end of the random-action phase) with a dotted line. A line keeps
-    its colour in every panel.
+    x position (e.g. the end of the random-action phase) with a dotted line; a mapping
+    gives each panel its own (`vline_name` names it in the table). `sharex`: which panels
+    share an x axis (`SHAREX`). A line keeps its colour in every panel; a panel without
+    runs says so.
     """
     rng = np.random.default_rng(seed)
     row_values = sorted({r for r, _ in panels}, key=order_key)
@@ -91,11 +103,13 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
     grid = len(row_values) * len(col_values) > 1
     figsize = (size[0] * len(col_values), size[1] * len(row_values)) if grid else size
     fig, axes = plt.subplots(len(row_values), len(col_values), figsize=figsize, dpi=110,
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+                             squeeze=False, sharex=SHAREX[sharex], sharey=True,
+                             layout="constrained")
     names = sorted({n for curves in panels.values() for n in curves}, key=order_key)
     colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
     extra = "" if threshold is None else f" first step >= {threshold:g} (seeds reaching) |"
-    after = "" if vline is None else f" after {vline:g}"
+    per_panel = isinstance(vline, Mapping)
+    after = "" if vline is None else f" after {vline_name if per_panel else f'{vline:g}'}"
     table = [f"| group | seeds | final {metric} (95% CI) | best {metric} (95% CI) "
              f"| mean over steps{after} (95% CI) |{extra}",
              "|---|---|---|---|---|" + ("---|" if extra else "")]
@@ -104,6 +118,10 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
         for j, col in enumerate(col_values):
             ax, curves = axes[i][j], panels.get((row, col), {})
             where = _panel_title(rows, cols, (row, col))
+            x_line = vline.get((row, col)) if per_panel else vline
+            if not curves:
+                ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center",
+                        color="grey")
             for name in sorted(curves, key=order_key):
                 steps, series = curves[name]
                 values = np.stack(series)  # [seeds, S]
@@ -112,10 +130,10 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
                                   label=f"{name} (n={len(series)})")
                 handles.setdefault(name, line)
                 ax.fill_between(steps, lo, hi, color=colors[name], alpha=0.2, lw=0)
-                later = steps > (-np.inf if vline is None else vline)
+                later = steps > (-np.inf if x_line is None else x_line)
                 if not later.any():
-                    raise ValueError(f"--vline={vline} is past the last step {steps[-1]} of "
-                                     f"{name!r}")
+                    raise ValueError(f"--vline={x_line:g} is past the last step {steps[-1]} "
+                                     f"of {name!r}")
                 # final, best over steps, mean over steps (after vline)
                 cells = [mean_ci_cell(per_seed, rng) for per_seed in (
                     values[:, -1], values.max(axis=1), values[:, later].mean(axis=1))]
@@ -123,8 +141,8 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
                     cells.append(first_reach_cell(steps, series, threshold))
                 group = f"{where}: {name}" if where else name
                 table.append(f"| {group} | {len(series)} | " + " | ".join(cells) + " |")
-            if vline is not None:
-                ax.axvline(vline, color="grey", ls=":", lw=1)
+            if x_line is not None:
+                ax.axvline(x_line, color="grey", ls=":", lw=1)
             if where:
                 ax.set_title(where, fontsize=8)
             ax.grid(alpha=0.3)
@@ -180,8 +198,11 @@ def main() -> None:
                         help="plot title (default: env, algorithm, schedule and metric)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="add a column: first step at which the metric reaches this")
-    parser.add_argument("--vline", type=float, default=None,
-                        help="x position of a dotted vertical line (e.g. end of random phase)")
+    parser.add_argument("--vline", default=None,
+                        help="x position of a dotted vertical line (e.g. end of random phase): "
+                             "a number, or a config key read per panel (algo.random_epochs)")
+    parser.add_argument("--sharex", choices=sorted(SHAREX), default="all",
+                        help="which panels share the x axis (col: one range per column)")
     args = parser.parse_args()
     runs = find_runs(args.paths)
     panels = load_panels(runs, args.label, args.metric, args.rows, args.cols)
@@ -192,9 +213,15 @@ def main() -> None:
                       "fewer than 5 seeds is rough", file=sys.stderr)
     title = args.title or default_title([run_config(r) for r in runs], args.metric)
     width, height = (float(x) for x in args.size.lower().split("x"))
-    print(plot_panels(panels, args.metric, args.out, title, args.threshold, args.vline,
+    vline: Vline = None
+    if args.vline is not None:
+        try:
+            vline = float(args.vline)
+        except ValueError:
+            vline = panel_values(runs, args.vline, args.rows, args.cols)
+    print(plot_panels(panels, args.metric, args.out, title, args.threshold, vline,
                       unit=step_unit(runs), size=(width, height), rows=args.rows,
-                      cols=args.cols))
+                      cols=args.cols, sharex=args.sharex, vline_name=str(args.vline)))
     print(f"\nwrote {args.out}")
 
 

@@ -134,6 +134,46 @@ def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
         "dqn, ? iterations: eval/return, mean and 95% CI over seeds")  # the envs differ
 
 
+def test_vline_from_the_config_per_panel_and_columns_with_their_own_x(plot_runs, tmp_path):
+    """Two tasks whose random phases end at different episodes: `--vline algo.random_epochs`
+    puts each panel's line (and its "mean after" column) where that task's phase ends; a
+    panel whose runs disagree, or lack the key, is refused; an empty panel is drawn."""
+    def run(name, env, random_epochs, memory, values):
+        config = {"env": {"name": env}, "memory": {"name": memory},
+                  "algo": {"name": "dqn", "random_epochs": random_epochs},
+                  "batching": {"mode": "tape"}}
+        _fake_run(tmp_path / name, config, values)
+
+    run("short", "RepeatFirstEasy", 1, "ffm", [0.0, 0.5, 1.0])  # after step 1: 0.75
+    run("long", "CountRecallEasy", 2, "ffm", [0.0, 0.5, 1.0, 0.0])  # after step 2: 0.5
+    run("long_lru", "CountRecallEasy", 2, "lru", [0.0, 0.0, 1.0, 1.0])  # no RepeatFirst lru
+    runs = results.find_runs([tmp_path])
+    lines = results.panel_values(runs, "algo.random_epochs", rows="memory.name",
+                                 cols="env.name")
+    assert lines == {("ffm", "RepeatFirstEasy"): 1.0, ("ffm", "CountRecallEasy"): 2.0,
+                     ("lru", "CountRecallEasy"): 2.0}
+    panels = results.load_panels(runs, "batching", "eval/return", rows="memory.name",
+                                 cols="env.name")
+    out = tmp_path / "grid.png"
+    table = plot_runs.plot_panels(panels, "eval/return", out, "t", vline=lines,
+                                  rows="memory.name", cols="env.name", sharex="col",
+                                  vline_name="algo.random_epochs")
+    assert out.stat().st_size > 0
+    assert "| mean over steps after algo.random_epochs (95% CI) |" in table
+    assert ("| memory.name=ffm, env.name=RepeatFirstEasy: tape | 1 | 1.000 [1.000, 1.000] "
+            "| 1.000 [1.000, 1.000] | 0.750 [0.750, 0.750] |") in table
+    assert ("| memory.name=ffm, env.name=CountRecallEasy: tape | 1 | 0.000 [0.000, 0.000] "
+            "| 1.000 [1.000, 1.000] | 0.500 [0.500, 0.500] |") in table
+    with pytest.raises(ValueError, match="must have one value in each panel; the figure "
+                                         r"has \['1', '2'\]"):
+        results.panel_values(runs, "algo.random_epochs")
+    with pytest.raises(ValueError, match=r"CountRecallEasy has \['-'\]"):
+        results.panel_values(runs, "algo.train_epochs", cols="env.name")
+    with pytest.raises(ValueError, match="'env.name' is 'CountRecallEasy' in CountRecallEasy, "
+                                         "not a number"):
+        results.panel_values(runs, "env.name", cols="env.name")
+
+
 def test_runs_of_an_older_version_compare_in_todays_terms(tmp_path):
     """A run recorded before the optimiser block and `algo.td_loss` existed differs from
     today's default run in no key (its keys are completed and moved), and from a
