@@ -42,6 +42,18 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
+def batching_label(batching: dict[str, Any]) -> str:
+    """`tape`, `segment_l<L>`, or an R2D2-style arm's longer name: the batching object's
+    own label (`rlmem.agents.batching`), read from a run's `batching` section (keys
+    added since an older run at their defaults)."""
+    from rlmem.agents.batching import SegmentBatching
+
+    if batching["mode"] == "tape":
+        return "tape"
+    return SegmentBatching(batching["segment_length"], batching.get("burn_in", 0),
+                           batching.get("initial_state", "zeros"), batching.get("period")).label
+
+
 def run_label(config: dict[str, Any], key: str, missing: str | None = None) -> str:
     """The group of a run: `key` looked up in its config (``batching`` is special-cased);
     several comma-separated keys give their values joined by `` / ``. A key the config
@@ -49,8 +61,7 @@ def run_label(config: dict[str, Any], key: str, missing: str | None = None) -> s
     if "," in key:
         return " / ".join(run_label(config, part.strip(), missing) for part in key.split(","))
     if key == "batching":
-        b = config["batching"]
-        return "tape" if b["mode"] == "tape" else f"segment_l{b['segment_length']}"
+        return batching_label(config["batching"])
     value: Any = config
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -68,7 +79,8 @@ def run_label(config: dict[str, Any], key: str, missing: str | None = None) -> s
 # the sweep spec itself (its members' values are set in their configs).
 NOT_ARMS = ("seed", "num_seeds", "logger", "checkpoint", "sweep", "hydra",
             "loop.chunk_periods", "loop.check_memory")
-BATCHING_LABEL_KEYS = {"batching.mode", "batching.segment_length"}  # -> `batching`
+BATCHING_LABEL_KEYS = {"batching.mode", "batching.segment_length", "batching.burn_in",
+                       "batching.period", "batching.initial_state"}  # -> `batching`
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -157,14 +169,16 @@ def step_unit(runs: list[Path]) -> str:
 Curves = dict[str, tuple[np.ndarray, list[np.ndarray]]]  # label -> (steps [S], per-seed [S])
 
 
-def order_key(name: str) -> tuple[int, float, str]:
-    """tape first, then segment lengths ascending, then anything else by name."""
-    head, _, rest = name.partition(", ")
+def order_key(name: str) -> tuple[int, float, str, str]:
+    """tape first, then segment lengths ascending (the paper's SBB before an R2D2-style
+    arm of the same length), then anything else by name."""
+    head, _, rest = name.replace(" / ", ", ", 1).partition(", ")  # `--label batching,key`
     if head == "tape":
-        return (0, 0.0, rest)
-    if head.startswith("segment_l") and head[9:].isdigit():
-        return (1, float(head[9:]), rest)
-    return (2, 0.0, name)
+        return (0, 0.0, "", rest)
+    length, _, variant = head[9:].partition("_")  # segment_l20_b10_p10_stored: an R2D2 arm
+    if head.startswith("segment_l") and length.isdigit():
+        return (1, float(length), variant, rest)
+    return (2, 0.0, "", name)
 
 
 FAMILY_KEYS = ("algo.name", "memory.name")  # choose a section's other keys
@@ -185,7 +199,7 @@ def _implied(key: str, configs: list[dict[str, Any]]) -> bool:
 
 def auto_label(configs: list[dict[str, Any]], facets: tuple[str, ...] = ()) -> str:
     """Every key that varies within a panel (the runs that share the `facets`' values;
-    the two keys that make `batching`'s label folded into it, and an algorithm's or
+    the keys that make `batching`'s label folded into it, and an algorithm's or
     memory model's own keys into its name when they differ only with it), or `batching`
     when nothing varies ("" if batching is a facet)."""
     covered = set(facets) | (BATCHING_LABEL_KEYS if "batching" in facets else set())
@@ -202,8 +216,9 @@ def auto_label(configs: list[dict[str, Any]], facets: tuple[str, ...] = ()) -> s
 
 
 def auto_name(config: dict[str, Any], label: str) -> str:
-    """An automatic group's legend: `tape` alone, else `key=value` pairs by the keys' last
-    parts (`segment_l20, burn_in=10, initial_state=stored`)."""
+    """An automatic group's legend: the batching's label alone (`tape`,
+    `segment_l20_b10_stored`), else with `key=value` pairs by the keys' last parts
+    (`segment_l20, gamma=0.9`)."""
     keys = [k.strip() for k in label.split(",")]
     if not label:
         return "all runs"

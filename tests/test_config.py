@@ -204,7 +204,8 @@ def test_r2d2_presets_are_the_paper_protocol_plus_r2d2(preset):
 @pytest.mark.parametrize("batching", R2D2_BATCHINGS)
 def test_r2d2_batchings_are_replay_only(batching):
     exp = rc.build(cfg("algo=r2d2", f"batching={batching}"))
-    assert exp.batching.label.endswith("_p" + str(exp.batching.period))
+    b = exp.batching
+    assert b.label == f"segment_l{b.segment_length}_b{b.burn_in}_p{b.period}_stored"
     for algo in ("ppo", "pqn"):
         with pytest.raises(rc.ConfigError, match=r"batching\.burn_in=\d+ cannot be served"):
             rc.build(cfg(f"algo={algo}", f"batching={batching}", "loop.rollout_steps=160"))

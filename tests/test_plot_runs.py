@@ -83,13 +83,15 @@ def test_default_groups_by_every_key_that_varies_and_never_pools(plot_runs, tmp_
     runs = results.find_runs([tmp_path])
     curves = results.load_curves(runs, "auto", "eval/return")
     assert sorted(curves, key=results.order_key) == [
-        "tape, burn_in=-, initial_state=-",
-        "segment_l20, burn_in=0, initial_state=stored",
-        "segment_l20, burn_in=0, initial_state=zeros",
-        "segment_l20, burn_in=10, initial_state=stored",
-        "segment_l20, burn_in=10, initial_state=zeros"]
+        "tape", "segment_l20", "segment_l20_b10", "segment_l20_b10_stored",
+        "segment_l20_stored"]  # the batching label names every axis of the ablation
+    assert results.load_curves(runs, "batching", "eval/return").keys() == curves.keys()
+    assert sorted(["segment_l20_b5 / a", "segment_l20 / b", "segment_l10_b5 / a", "other",
+                   "tape / b", "tape / a"], key=results.order_key) == [
+        "tape / a", "tape / b", "segment_l10_b5 / a", "segment_l20 / b", "segment_l20_b5 / a",
+        "other"]
     with pytest.raises(ValueError, match="would pool runs that differ in batching.burn_in"):
-        results.load_curves(runs, "batching", "eval/return")
+        results.load_curves(runs, "env.name", "eval/return")
     with pytest.raises(ValueError, match="is a section, not a value; name one of its keys: "
                                          "env.name"):
         results.load_curves(runs, "env", "eval/return")
@@ -113,12 +115,12 @@ def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
     panels = results.load_panels(runs, "auto", "eval/return", rows="memory.name")
     assert sorted(panels) == [("ffm", ""), ("lru", "")]
     assert sorted(panels[("lru", "")], key=results.order_key) == [
-        "tape, burn_in=-", "segment_l20, burn_in=0", "segment_l20, burn_in=5"]
+        "tape", "segment_l20", "segment_l20_b5"]
     grid = results.load_panels(runs, "batching", "eval/return", rows="memory.name",
                                  cols="batching.burn_in")
     assert sorted(grid) == [("ffm", "-"), ("ffm", "0"), ("ffm", "5"), ("lru", "-"),
                             ("lru", "0"), ("lru", "5")]
-    steps, series = grid[("lru", "5")]["segment_l20"]
+    steps, series = grid[("lru", "5")]["segment_l20_b5"]
     assert list(steps) == [1, 2] and [list(s) for s in series] == [[0.25, 1.0]]
     with pytest.raises(ValueError, match="would pool runs that differ in memory.name"):
         results.load_panels(runs, "batching", "eval/return", cols="batching.burn_in")
@@ -126,7 +128,7 @@ def test_facets_split_a_two_axis_sweep_into_panels(plot_runs, tmp_path):
     table = plot_runs.plot_panels(grid, "eval/return", out, "t", rows="memory.name",
                                   cols="batching.burn_in")
     assert out.stat().st_size > 0
-    assert ("| memory.name=lru, batching.burn_in=5: segment_l20 | 1 | 1.000 [1.000, 1.000] |"
+    assert ("| memory.name=lru, batching.burn_in=5: segment_l20_b5 | 1 | 1.000 [1.000, 1.000] |"
             in table)
     configs = [results.run_config(r) for r in runs] + [{"env": {"name": "RepeatPreviousEasy"},
                                                           "algo": {"name": "dqn"}}]

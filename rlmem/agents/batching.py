@@ -185,10 +185,17 @@ class SegmentBatching:
 
     @property
     def label(self) -> str:
-        """The preset's name (`batching=segment_l<L>`; `_p<P>` added for overlapping
-        sequences), for run names and W&B groups."""
+        """The preset's name (`batching=segment_l<L>`) for the paper's SBB; what sets an
+        R2D2-style arm apart is added, so no two batchings share a name: `_b<B>` a burn-in,
+        `_p<P>` overlapping sequences, `_stored` the stored initial state
+        (`batching=r2d2_l20`: `segment_l20_b10_p10_stored`). For run names, W&B groups and
+        the lines of `scripts/plot_runs.py --label batching`."""
         label = f"segment_l{self.segment_length}"
-        return label if self.overlap_period is None else f"{label}_p{self.period}"
+        if self.burn_in:
+            label += f"_b{self.burn_in}"
+        if self.overlap_period is not None:
+            label += f"_p{self.period}"
+        return label + ("_stored" if self.stores_carry else "")
 
     @property
     def overlap_period(self) -> int | None:

@@ -180,6 +180,8 @@ def test_segment_batching_period_reaches_the_sampler():
     overlapping = SegmentBatching(3, period=2)
     assert overlapping.label == "segment_l3_p2" and SegmentBatching(3, period=3).label == (
         "segment_l3")
+    assert SegmentBatching(20, burn_in=10, initial_state="stored", period=10).label == (
+        "segment_l20_b10_p10_stored")  # batching=r2d2_l20: nothing shared with segment_l20
     firsts = set()
     for key in jax.random.split(jax.random.key(0), 20):
         batch, carry = jax.jit(overlapping.sample, static_argnums=2)(store, key, 30)
