@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -23,7 +23,14 @@ from rlmem.metrics import METRICS_FILE, read_metrics
 from rlmem.rundir import HYDRA_SUBDIR
 from rlmem.sweep import member_config, members
 
-Sample = tuple[dict[str, Any], dict[int, float]]  # a seed's config and {step: value}
+
+class Sample(NamedTuple):
+    """One seed of one run (or sweep member): its config, `{step: value}`, and origin."""
+
+    config: dict[str, Any]
+    series: dict[int, float]
+    run: Path
+    seed: int
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -114,7 +121,7 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
 
 
 def samples(runs: list[Path], metric: str) -> list[Sample]:
-    """One `(config, {step: value})` per seed of every run (and sweep member)."""
+    """One `Sample` per seed of every run (and sweep member)."""
     found: list[Sample] = []
     for run in runs:
         config = run_config(run)
@@ -127,9 +134,9 @@ def samples(runs: list[Path], metric: str) -> list[Sample]:
         for row in rows:
             if row.get(metric) is not None:  # null = no data at that step
                 per_seed[row.get("member"), row["seed"]][row["step"]] = float(row[metric])
-        for (member, _), series in per_seed.items():
+        for (member, seed), series in per_seed.items():
             own = config if member is None else member_config(config, sweep_members[member])
-            found.append((own, series))
+            found.append(Sample(own, series, run, int(seed)))
     return found
 
 
@@ -228,14 +235,14 @@ def auto_name(config: dict[str, Any], label: str) -> str:
                      else f"{k.rsplit('.', 1)[-1]}={run_label(config, k, '-')}" for k in keys)
 
 
-def check_not_pooled(samples: list[tuple[dict[str, Any], Any]], label: str) -> None:
+def check_not_pooled(samples: list[Sample], label: str) -> None:
     """Refuse to pool, in one group, runs whose configs differ in a key not in `label`."""
     named = {k.strip() for k in label.split(",") if k.strip()}
     if "batching" in named:
         named |= BATCHING_LABEL_KEYS
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for config, _ in samples:
-        groups[run_label(config, label, "-") if label else ""].append(config)
+    for sample in samples:
+        groups[run_label(sample.config, label, "-") if label else ""].append(sample.config)
     for name, configs in groups.items():
         hidden = [k for k in varying_keys(configs) if k not in named]
         if hidden:
@@ -245,6 +252,20 @@ def check_not_pooled(samples: list[tuple[dict[str, Any], Any]], label: str) -> N
                 f"group {name!r} would pool runs that differ in {shown}; add the key(s) "
                 f"to --label, --rows or --cols (e.g. --label {label},{hidden[0]}) or plot "
                 "them separately")
+
+
+def check_seeds_once(name: str, group: list[Sample]) -> None:
+    """Refuse a group holding one seed twice: two runs of the same config and seed (say,
+    before and after a code change, or a run copied twice) are not two samples, and
+    pooling them would narrow every interval."""
+    first: dict[int, Path] = {}
+    for sample in group:
+        if sample.seed in first:
+            raise ValueError(
+                f"group {name!r} has seed {sample.seed} twice, from {first[sample.seed]} and "
+                f"{sample.run}: one seed run twice is one sample, not two; pass only one of "
+                "the runs (or plot them separately)")
+        first[sample.seed] = sample.run
 
 
 def load_curves(runs: list[Path], label: str, metric: str) -> Curves:
@@ -267,14 +288,17 @@ def load_panels(runs: list[Path], label: str, metric: str, rows: str = "",
     facets = tuple(k.strip() for k in f"{rows},{cols}".split(",") if k.strip())
     auto = label == "auto"
     if auto:
-        label = auto_label([config for config, _ in found], facets)
+        label = auto_label([sample.config for sample in found], facets)
     check_not_pooled(found, ",".join(k for k in (label, *facets) if k))
-    grouped: dict[tuple[str, str, str], list[dict[int, float]]] = defaultdict(list)
-    for config, series in found:
+    grouped: dict[tuple[str, str, str], list[Sample]] = defaultdict(list)
+    for sample in found:
+        config = sample.config
         name = auto_name(config, label) if auto else run_label(config, label)
-        grouped[(*panel_of(config, rows, cols), name)].append(series)
+        grouped[(*panel_of(config, rows, cols), name)].append(sample)
     panels: Panels = defaultdict(dict)
-    for (row, col, name), series in grouped.items():
+    for (row, col, name), group in grouped.items():
+        check_seeds_once(name, group)
+        series = [sample.series for sample in group]
         # Steps every seed logged (seeds of one run share steps; unfinished runs are cut).
         steps = sorted(set.intersection(*(set(s) for s in series)))
         if not steps:

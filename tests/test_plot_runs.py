@@ -176,6 +176,22 @@ def test_vline_from_the_config_per_panel_and_columns_with_their_own_x(plot_runs,
         results.panel_values(runs, "env.name", cols="env.name")
 
 
+def test_one_seed_twice_is_refused_not_pooled(tmp_path):
+    """The same config and seed in two run dirs (a rerun, a copy, two code versions) would
+    be pooled as two samples; it is refused, naming both runs. Different seeds pool."""
+    config = {"env": {"name": "RepeatFirstEasy"}, "algo": {"name": "dqn"},
+              "batching": {"mode": "tape"}, "seed": 0}
+    _fake_run(tmp_path / "a", config, [0.0, 1.0])
+    _fake_run(tmp_path / "b", config, [0.0, 0.5])
+    runs = results.find_runs([tmp_path])
+    with pytest.raises(ValueError, match=r"group 'tape' has seed 0 twice, from .*a and .*b"):
+        results.load_curves(runs, "batching", "eval/return")
+    (tmp_path / "b" / "metrics.jsonl").write_text(
+        (tmp_path / "b" / "metrics.jsonl").read_text().replace('"seed": 0', '"seed": 1'))
+    _, series = results.load_curves(runs, "batching", "eval/return")["tape"]
+    assert sorted(list(s) for s in series) == [[0.0, 0.5], [0.0, 1.0]]
+
+
 def test_runs_of_an_older_version_compare_in_todays_terms(tmp_path):
     """A run recorded before the optimiser block and `algo.td_loss` existed differs from
     today's default run in no key (its keys are completed and moved), and from a
