@@ -25,7 +25,9 @@ CI of that mean): the final value, the best over steps, the mean over steps afte
 ``--vline`` (a normalised area under the curve) and, with ``--threshold``, the first step
 at which seeds reach that value. ``--vline`` is a number or a config key read per panel
 (``--vline algo.random_epochs``: where each task's random phase ends, for the paper's
-presets, whose x axis counts episodes and whose epochs are episodes).
+presets, whose x axis counts episodes and whose epochs are episodes). ``--smooth N``
+draws each seed's trailing mean over its last N logged points (a noisy eval metric, such
+as CartPole's ten-episode eval return); the table always reads the raw values.
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ def plot_and_table(curves: Curves, metric: str, out: Path, title: str,
                        unit, size)
 
 
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """values: [seeds, S] -> [seeds, S], each point the mean of its seed's last `window`
+    points (fewer at the start). Trailing, so a curve never borrows from later steps."""
+    if window < 1:
+        raise ValueError(f"--smooth={window}: a window of at least 1 logged point")
+    sums = np.cumsum(values, axis=1)
+    sums[:, window:] = sums[:, window:] - sums[:, :-window]
+    counts = np.minimum(np.arange(1, values.shape[1] + 1), window)
+    return sums / counts
+
+
 Vline = float | Mapping[tuple[str, str], float] | None  # one x, or one per (row, col) panel
 SHAREX = {"all": True, "row": "row", "col": "col", "none": False}  # --sharex -> matplotlib
 
@@ -84,7 +97,7 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
                 threshold: float | None = None, vline: Vline = None,
                 seed: int = 0, unit: str = "env steps", size: tuple[float, float] = (7, 4.2),
                 rows: str = "", cols: str = "", sharex: str = "all",
-                vline_name: str = "the line") -> str:
+                vline_name: str = "the line", smooth: int = 1) -> str:
     """Write the figure (a grid of panels, `size` each when there are several) to `out`;
     return the markdown table (a row per panel and line).
 
@@ -94,8 +107,9 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
     >= threshold (mean over the seeds that reach it, and how many do). `vline` marks an
     x position (e.g. the end of the random-action phase) with a dotted line; a mapping
     gives each panel its own (`vline_name` names it in the table). `sharex`: which panels
-    share an x axis (`SHAREX`). A line keeps its colour in every panel; a panel without
-    runs says so.
+    share an x axis (`SHAREX`). `smooth`: the drawn curves are each seed's
+    `trailing_mean` over that many logged points (the table reads the raw values). A line
+    keeps its colour in every panel; a panel without runs says so.
     """
     rng = np.random.default_rng(seed)
     row_values = sorted({r for r, _ in panels}, key=order_key)
@@ -125,8 +139,9 @@ def plot_panels(panels: Panels, metric: str, out: Path, title: str,
             for name in sorted(curves, key=order_key):
                 steps, series = curves[name]
                 values = np.stack(series)  # [seeds, S]
-                lo, hi = bootstrap_mean_ci(values, rng)
-                (line,) = ax.plot(steps, values.mean(axis=0), color=colors[name], lw=1.6,
+                drawn = trailing_mean(values, smooth) if smooth > 1 else values
+                lo, hi = bootstrap_mean_ci(drawn, rng)
+                (line,) = ax.plot(steps, drawn.mean(axis=0), color=colors[name], lw=1.6,
                                   label=f"{name} (n={len(series)})")
                 handles.setdefault(name, line)
                 ax.fill_between(steps, lo, hi, color=colors[name], alpha=0.2, lw=0)
@@ -203,7 +218,12 @@ def main() -> None:
                              "a number, or a config key read per panel (algo.random_epochs)")
     parser.add_argument("--sharex", choices=sorted(SHAREX), default="all",
                         help="which panels share the x axis (col: one range per column)")
+    parser.add_argument("--smooth", type=int, default=1,
+                        help="draw each seed's trailing mean over this many logged points "
+                             "(the table reads the raw values)")
     args = parser.parse_args()
+    if args.smooth < 1:
+        parser.error(f"--smooth={args.smooth}: a window of at least 1 logged point")
     runs = find_runs(args.paths)
     panels = load_panels(runs, args.label, args.metric, args.rows, args.cols)
     for curves in panels.values():
@@ -221,7 +241,8 @@ def main() -> None:
             vline = panel_values(runs, args.vline, args.rows, args.cols)
     print(plot_panels(panels, args.metric, args.out, title, args.threshold, vline,
                       unit=step_unit(runs), size=(width, height), rows=args.rows,
-                      cols=args.cols, sharex=args.sharex, vline_name=str(args.vline)))
+                      cols=args.cols, sharex=args.sharex, vline_name=str(args.vline),
+                      smooth=args.smooth))
     print(f"\nwrote {args.out}")
 
 

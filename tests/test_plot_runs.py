@@ -6,7 +6,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
 import pytest
+from hypothesis import given
 
 from rlmem import results
 
@@ -159,8 +163,8 @@ def test_vline_from_the_config_per_panel_and_columns_with_their_own_x(plot_runs,
     out = tmp_path / "grid.png"
     table = plot_runs.plot_panels(panels, "eval/return", out, "t", vline=lines,
                                   rows="memory.name", cols="env.name", sharex="col",
-                                  vline_name="algo.random_epochs")
-    assert out.stat().st_size > 0
+                                  vline_name="algo.random_epochs", smooth=2)
+    assert out.stat().st_size > 0  # the table below reads raw values, smoothing or not
     assert "| mean over steps after algo.random_epochs (95% CI) |" in table
     assert ("| memory.name=ffm, env.name=RepeatFirstEasy: tape | 1 | 1.000 [1.000, 1.000] "
             "| 1.000 [1.000, 1.000] | 0.750 [0.750, 0.750] |") in table
@@ -234,3 +238,18 @@ def test_an_algorithms_own_keys_fold_into_its_name():
     assert results.auto_label([dqn, ppo]) == "algo.name"
     other = {"algo": {**dqn["algo"], "optim": {"learning_rate": 3e-4}}}
     assert results.auto_label([dqn, ppo, other]) == "algo.name,algo.optim.learning_rate"
+
+
+@given(values=hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
+                         elements=st.floats(-10, 10)),
+       window=st.integers(1, 15))
+def test_smoothing_is_each_seeds_trailing_mean(plot_runs, values, window):
+    """Against a plain loop: point s is the mean of points max(0, s - window + 1) .. s."""
+    expected = np.array([[np.mean(row[max(0, s - window + 1):s + 1]) for s in range(len(row))]
+                         for row in values])
+    np.testing.assert_allclose(plot_runs.trailing_mean(values, window), expected, atol=1e-9)
+
+
+def test_smoothing_rejects_an_empty_window(plot_runs):
+    with pytest.raises(ValueError, match="--smooth=0"):
+        plot_runs.trailing_mean(np.zeros((2, 3)), 0)

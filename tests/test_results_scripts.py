@@ -63,6 +63,20 @@ def test_results_table_rows_and_verdicts(grid):
     assert "`python train.py env=TaskA`" in load("results_table").commands(grid)
 
 
+def test_verdict_ties_at_the_tables_precision(tmp_path):
+    """Both arms solved the task; their float32 sums differ below three decimals."""
+    segment = {"mode": "segment", "segment_length": 50}
+    fake_run(tmp_path / "tape", "TaskD", {"mode": "tape"}, [[0.5, 0.99975]])
+    fake_run(tmp_path / "seg", "TaskD", segment, [[0.5, 0.9999992]])
+    table = load("results_table").results_table(find_runs([tmp_path]))
+    assert "- TaskD x ffm: tape >= every segment length: yes (1.000)" in table.splitlines()
+    fake_run(tmp_path / "tape2", "TaskE", {"mode": "tape"}, [[0.5, 0.998]])
+    fake_run(tmp_path / "seg3", "TaskE", segment, [[0.5, 0.9994]])
+    lines = load("results_table").results_table(find_runs([tmp_path])).splitlines()
+    assert "- TaskE x ffm: tape >= every segment length: no (tape 0.998; higher: " \
+        "segment_l50 0.999)" in lines
+
+
 def test_aggregates_use_the_tasks_every_arm_has(grid):
     module = load("aggregate_runs")
     strata, used, dropped = module.arm_strata(grid, "eval/best_return")
